@@ -1,0 +1,65 @@
+"""The `layered` command: one entry point, one module per subcommand in `layered.commands`.
+
+Each command module is light to import (no torch, diffusers or gradio at module level) and defines
+`add_arguments(parser)` and `run(args) -> int`. Input errors print one line and exit with status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import sys
+
+from layered.errors import LayeredError
+
+COMMANDS = {
+    "decompose": "split images into RGBA layers (model or classic method)",
+    "compose": "flatten a layer folder, PSD or ORA into one PNG",
+    "eval": "score predicted layers against ground truth (LayerD protocol)",
+    "psd": "PSD tools: build a dataset, inspect a file, synthesise designs",
+    "train": "train the RGBA-VAE or the VLD-MMDiT (also under accelerate launch)",
+    "app": "start the web layer editor",
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from layered import __version__
+
+    parser = argparse.ArgumentParser(
+        prog="layered", description="Layered image decomposition: one image in, editable RGBA layers out."
+    )
+    parser.add_argument("--version", action="version", version=f"layered {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for name, help_text in COMMANDS.items():
+        module = importlib.import_module(f"layered.commands.{name}")
+        command = sub.add_parser(name, help=help_text, description=help_text)
+        module.add_arguments(command)
+        command.set_defaults(_module=module)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args._module.run(args) or 0)
+    except LayeredError as exc:
+        print(f"layered {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"layered {args.command}: interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:  # a bug, not bad input: still one line unless asked for the traceback
+        if os.environ.get("LAYERED_DEBUG"):
+            raise
+        print(
+            f"layered {args.command}: internal error: {type(exc).__name__}: {exc} "
+            "(set LAYERED_DEBUG=1 for the traceback)",
+            file=sys.stderr,
+        )
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,223 @@
+"""The layer model: `Layer` (cropped pixels + placement) and `LayerStack` (canvas + layers, bottom-first)."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+import numpy as np
+
+from layered.errors import InputError
+from layered.fileio import atomic_dir, open_image, resolve_inside, safe_filename, save_png, to_rgba_array
+from layered.pixels import alpha_bbox
+
+LAYERS_JSON = "layers.json"
+COMPOSITE_PNG = "composite.png"
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class Layer:
+    """One layer: straight-alpha RGBA pixels cropped to content, placed at (x, y) on the canvas."""
+
+    pixels: np.ndarray
+    x: int = 0
+    y: int = 0
+    name: str = ""
+    opacity: float = 1.0
+    visible: bool = True
+
+    def __post_init__(self) -> None:
+        pixels = np.ascontiguousarray(self.pixels, dtype=np.uint8)
+        if pixels.ndim != 3 or pixels.shape[2] != 4:
+            raise ValueError(f"layer pixels must be H x W x 4, got shape {pixels.shape}")
+        pixels.flags.writeable = False  # layers are values: edits return new layers
+        object.__setattr__(self, "pixels", pixels)
+        object.__setattr__(self, "x", int(self.x))
+        object.__setattr__(self, "y", int(self.y))
+        object.__setattr__(self, "opacity", float(min(max(self.opacity, 0.0), 1.0)))
+        object.__setattr__(self, "name", str(self.name))
+
+    @property
+    def width(self) -> int:
+        return self.pixels.shape[1]
+
+    @property
+    def height(self) -> int:
+        return self.pixels.shape[0]
+
+    @property
+    def bbox(self) -> tuple[int, int, int, int]:
+        """(left, top, right, bottom) on the canvas; may lie partly outside it."""
+        return self.x, self.y, self.x + self.width, self.y + self.height
+
+    @property
+    def is_empty(self) -> bool:
+        return self.pixels.size == 0 or not self.pixels[..., 3].any()
+
+    def replace(self, **changes) -> Layer:
+        """A copy with some fields changed (dataclasses.replace)."""
+        return dataclasses.replace(self, **changes)
+
+    @classmethod
+    def from_canvas(cls, image: np.ndarray, name: str = "", **fields) -> Layer:
+        """A layer from a full-canvas RGBA image, cropped to its alpha bounding box."""
+        image = np.asarray(image, dtype=np.uint8)
+        box = alpha_bbox(image)
+        if box is None:
+            return cls(np.zeros((0, 0, 4), np.uint8), 0, 0, name, **fields)
+        left, top, right, bottom = box
+        return cls(image[top:bottom, left:right], left, top, name, **fields)
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class LayerStack:
+    """A canvas of `width` x `height` and its layers, bottom-first (index 0 is the background)."""
+
+    width: int
+    height: int
+    layers: tuple[Layer, ...] = ()
+
+    def __post_init__(self) -> None:
+        if self.width <= 0 or self.height <= 0:
+            raise ValueError(f"canvas must be at least 1 x 1, got {self.width} x {self.height}")
+        object.__setattr__(self, "layers", tuple(self.layers))
+
+    def __len__(self) -> int:
+        return len(self.layers)
+
+    def __getitem__(self, index: int) -> Layer:
+        return self.layers[index]
+
+    def __iter__(self):
+        return iter(self.layers)
+
+    @property
+    def size(self) -> tuple[int, int]:
+        return self.width, self.height
+
+    def replace(self, **changes) -> LayerStack:
+        return dataclasses.replace(self, **changes)
+
+    @classmethod
+    def from_images(cls, images: Sequence, names: Sequence[str] | None = None) -> LayerStack:
+        """A stack from full-canvas RGBA images (PIL or arrays, bottom-first), each cropped to content."""
+        arrays = [np.asarray(im.convert("RGBA")) if hasattr(im, "convert") else np.asarray(im) for im in images]
+        if not arrays:
+            raise ValueError("from_images needs at least one image")
+        height, width = arrays[0].shape[:2]
+        if any(a.shape[:2] != (height, width) for a in arrays):
+            raise ValueError("all images of a stack must have the same size")
+        names = list(names) if names is not None else [f"Layer {i}" for i in range(len(arrays))]
+        return cls(width, height, tuple(Layer.from_canvas(a, n) for a, n in zip(arrays, names, strict=True)))
+
+    def render_layer(self, index: int) -> np.ndarray:
+        """Layer `index` on a transparent full canvas (opacity applied to alpha; ignores visibility)."""
+        return composite([self.layers[index].replace(visible=True)], self.width, self.height)
+
+    def composite(self) -> np.ndarray:
+        """The flattened image, H x W x 4 uint8 straight alpha."""
+        return composite(self.layers, self.width, self.height)
+
+    def save(self, folder: str | os.PathLike) -> Path:
+        """Write the layer folder (layers.json + one PNG per layer + composite.png), atomically."""
+        folder = Path(folder)
+        entries = []
+        with atomic_dir(folder) as tmp:
+            for i, layer in enumerate(self.layers):
+                file = f"{i:03d}_{safe_filename(layer.name)}.png"
+                pixels = layer.pixels if layer.pixels.size else np.zeros((1, 1, 4), np.uint8)
+                save_png(pixels, tmp / file)
+                entries.append(
+                    {
+                        "file": file,
+                        "name": layer.name,
+                        "x": layer.x,
+                        "y": layer.y,
+                        "opacity": layer.opacity,
+                        "visible": layer.visible,
+                    }
+                )
+            save_png(self.composite(), tmp / COMPOSITE_PNG)
+            doc = {"width": self.width, "height": self.height, "layers": entries}
+            (tmp / LAYERS_JSON).write_text(json.dumps(doc, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+        return folder
+
+    @classmethod
+    def load(cls, folder: str | os.PathLike) -> LayerStack:
+        """Read a layer folder written by `save` (or by hand); bad content raises InputError."""
+        folder = Path(folder)
+        if not folder.is_dir():
+            raise InputError(f"{folder}: not a folder")
+        spec = folder / LAYERS_JSON
+        if not spec.is_file():
+            raise InputError(f"{folder}: no {LAYERS_JSON} (not a layer folder)")
+        try:
+            doc = json.loads(spec.read_text(encoding="utf-8"))
+            width, height = int(doc["width"]), int(doc["height"])
+            entries = list(doc["layers"])
+        except (ValueError, KeyError, TypeError) as exc:
+            raise InputError(f"{spec}: malformed ({exc})") from None
+        if width <= 0 or height <= 0:
+            raise InputError(f"{spec}: invalid canvas size {width} x {height}")
+        layers = []
+        for entry in entries:
+            try:
+                path = resolve_inside(folder, entry["file"])
+                pixels = to_rgba_array(open_image(path))
+                layer = Layer(
+                    pixels,
+                    int(entry.get("x", 0)),
+                    int(entry.get("y", 0)),
+                    str(entry.get("name", "")),
+                    float(entry.get("opacity", 1.0)),
+                    bool(entry.get("visible", True)),
+                )
+            except (KeyError, TypeError, ValueError, AttributeError) as exc:
+                raise InputError(f"{spec}: malformed layer entry {entry!r} ({exc})") from None
+            layers.append(layer)
+        return cls(width, height, tuple(layers))
+
+
+def composite(layers: Iterable[Layer], width: int, height: int) -> np.ndarray:
+    """Porter-Duff "over" of `layers` (bottom-first) on a transparent canvas; H x W x 4 uint8 straight.
+
+    Computed premultiplied in float32, planar (4 x H x W) so that every operation streams memory, and
+    only inside each layer's on-canvas rectangle.
+    """
+    acc = np.zeros((4, height, width), np.float32)
+    scratch = None
+    for layer in layers:
+        if not layer.visible or layer.opacity <= 0 or layer.pixels.size == 0:
+            continue
+        left, top = max(layer.x, 0), max(layer.y, 0)
+        right, bottom = min(layer.x + layer.width, width), min(layer.y + layer.height, height)
+        if right <= left or bottom <= top:
+            continue
+        if scratch is None:
+            scratch = np.empty((4, height, width), np.float32)
+        src = layer.pixels[top - layer.y : bottom - layer.y, left - layer.x : right - layer.x]
+        dst = acc[:, top:bottom, left:right]
+        tmp = scratch[:, : bottom - top, : right - left]
+        np.copyto(tmp, src.transpose(2, 0, 1))
+        alpha = tmp[3]
+        alpha *= layer.opacity / 255.0
+        dst *= 1.0 - alpha
+        tmp[:3] *= alpha * (1.0 / 255.0)
+        dst += tmp
+    return _to_straight_uint8(acc)
+
+
+def _to_straight_uint8(acc: np.ndarray) -> np.ndarray:
+    """Planar premultiplied float -> interleaved straight-alpha uint8 (RGB 0 where alpha is 0)."""
+    alpha = acc[3]
+    scale = np.divide(255.0, alpha, out=np.zeros_like(alpha), where=alpha > 0)
+    rgb = acc[:3] * scale
+    rgb += 0.5
+    np.minimum(rgb, 255.0, out=rgb)
+    out = np.empty((acc.shape[1], acc.shape[2], 4), np.uint8)
+    out[..., :3] = rgb.transpose(1, 2, 0)
+    out[..., 3] = alpha * 255.0 + 0.5
+    return out

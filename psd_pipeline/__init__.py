@@ -1,0 +1,1 @@
+"""PSD -> curated layer stacks -> dataset shards; and the synthetic PSD generator."""

@@ -1,0 +1,1 @@
+"""RGBA-VAE and VLD-MMDiT training (diffusers models, accelerate)."""
