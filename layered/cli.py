@@ -14,12 +14,7 @@ import sys
 from layered.errors import LayeredError
 
 COMMANDS = {
-    "decompose": "split images into RGBA layers (model or classic method)",
     "compose": "flatten a layer folder, PSD or ORA into one PNG",
-    "eval": "score predicted layers against ground truth (LayerD protocol)",
-    "psd": "PSD tools: build a dataset, inspect a file, synthesise designs",
-    "train": "train the RGBA-VAE or the VLD-MMDiT (also under accelerate launch)",
-    "app": "start the web layer editor",
 }
 
 
