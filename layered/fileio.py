@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
+from PIL import Image, ImageOps
 
 from layered.errors import InputError
 
@@ -75,7 +75,7 @@ def resolve_inside(root: str | os.PathLike, relative: str) -> Path:
 
 
 def open_image(path: str | os.PathLike, max_pixels: int = MAX_PIXELS) -> Image.Image:
-    """Open and fully decode an image; a bad, truncated or oversized file raises InputError."""
+    """Open and fully decode an image (first frame, EXIF-rotated); bad, truncated or oversized: InputError."""
     path = Path(path)
     if not path.is_file():
         raise InputError(f"{path}: no such file")
@@ -85,7 +85,8 @@ def open_image(path: str | os.PathLike, max_pixels: int = MAX_PIXELS) -> Image.I
             if width * height > max_pixels:
                 raise InputError(f"{path}: image is {width}x{height}, larger than the limit of {max_pixels} pixels")
             im.load()
-            return im.copy() if im.mode != "P" else im.convert("RGBA")
+            im = ImageOps.exif_transpose(im)  # photos: apply the EXIF rotation
+            return im.convert("RGBA") if im.mode == "P" else im.copy()
     except InputError:
         raise
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
