@@ -184,40 +184,56 @@ class LayerStack:
 def composite(layers: Iterable[Layer], width: int, height: int) -> np.ndarray:
     """Porter-Duff "over" of `layers` (bottom-first) on a transparent canvas; H x W x 4 uint8 straight.
 
-    Computed premultiplied in float32, planar (4 x H x W) so that every operation streams memory, and
-    only inside each layer's on-canvas rectangle.
+    Computed premultiplied in float32, planar, one band of rows at a time so the working set stays in
+    cache, and only inside each layer's on-canvas rectangle.
     """
-    acc = np.zeros((4, height, width), np.float32)
-    scratch = None
+    boxes = []
     for layer in layers:
         if not layer.visible or layer.opacity <= 0 or layer.pixels.size == 0:
             continue
         left, top = max(layer.x, 0), max(layer.y, 0)
         right, bottom = min(layer.x + layer.width, width), min(layer.y + layer.height, height)
-        if right <= left or bottom <= top:
+        if right > left and bottom > top:
+            boxes.append((layer, left, top, right, bottom))
+    out = np.zeros((height, width, 4), np.uint8)
+    band = max(1, min(height, _BAND_PIXELS // width))
+    acc = np.empty((4, band, width), np.float32)  # premultiplied RGBA in [0, 1]
+    scratch = np.empty((4, band, width), np.float32)
+    for row in range(0, height, band):
+        end = min(row + band, height)
+        hits = [box for box in boxes if box[2] < end and box[4] > row]
+        if not hits:
             continue
-        if scratch is None:
-            scratch = np.empty((4, height, width), np.float32)
-        src = layer.pixels[top - layer.y : bottom - layer.y, left - layer.x : right - layer.x]
-        dst = acc[:, top:bottom, left:right]
-        tmp = scratch[:, : bottom - top, : right - left]
-        np.copyto(tmp, src.transpose(2, 0, 1))
-        alpha = tmp[3]
-        alpha *= layer.opacity / 255.0
-        dst *= 1.0 - alpha
-        tmp[:3] *= alpha * (1.0 / 255.0)
-        dst += tmp
-    return _to_straight_uint8(acc)
+        acc_band = acc[:, : end - row]
+        acc_band.fill(0.0)
+        for layer, left, top, right, bottom in hits:
+            y0, y1 = max(top, row), min(bottom, end)
+            src = layer.pixels[y0 - layer.y : y1 - layer.y, left - layer.x : right - layer.x]
+            _over(acc[:, y0 - row : y1 - row, left:right], src, layer.opacity, scratch)
+        _store_straight(acc_band, out[row:end])
+    return out
 
 
-def _to_straight_uint8(acc: np.ndarray) -> np.ndarray:
-    """Planar premultiplied float -> interleaved straight-alpha uint8 (RGB 0 where alpha is 0)."""
+_BAND_PIXELS = 1 << 16  # pixels per band: 4 planes x 4 bytes x 64 Ki = 1 MiB per buffer
+
+
+def _over(dst: np.ndarray, src: np.ndarray, opacity: float, scratch: np.ndarray) -> None:
+    """dst = src + (1 - src_alpha) * dst in place; `dst` planar premultiplied float, `src` straight uint8."""
+    tmp = scratch[:, : dst.shape[1], : dst.shape[2]]
+    np.copyto(tmp, src.transpose(2, 0, 1))
+    alpha = tmp[3]
+    alpha *= opacity / 255.0
+    dst *= 1.0 - alpha
+    tmp[:3] *= alpha * (1.0 / 255.0)
+    dst += tmp
+
+
+def _store_straight(acc: np.ndarray, out: np.ndarray) -> None:
+    """Planar premultiplied float -> interleaved straight-alpha uint8 `out` (RGB 0 where alpha is 0)."""
     alpha = acc[3]
     scale = np.divide(255.0, alpha, out=np.zeros_like(alpha), where=alpha > 0)
     rgb = acc[:3] * scale
     rgb += 0.5
     np.minimum(rgb, 255.0, out=rgb)
-    out = np.empty((acc.shape[1], acc.shape[2], 4), np.uint8)
     out[..., :3] = rgb.transpose(1, 2, 0)
     out[..., 3] = alpha * 255.0 + 0.5
-    return out
