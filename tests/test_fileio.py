@@ -1,0 +1,89 @@
+"""Safe file handling: atomic writes, sanitised names, paths kept inside a root, image limits."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from layered.errors import InputError
+from layered.fileio import atomic_dir, atomic_path, open_image, resolve_inside, safe_filename, to_rgba_array
+
+
+def test_atomic_path_leaves_nothing_on_failure(tmp_path):
+    target = tmp_path / "out.bin"
+    with pytest.raises(RuntimeError):
+        with atomic_path(target) as tmp:
+            tmp.write_bytes(b"half")
+            raise RuntimeError("boom")
+    assert list(tmp_path.iterdir()) == []
+    with atomic_path(target) as tmp:
+        tmp.write_bytes(b"whole")
+    assert target.read_bytes() == b"whole" and [p.name for p in tmp_path.iterdir()] == ["out.bin"]
+
+
+def test_atomic_dir_replaces_old_content_only_on_success(tmp_path):
+    target = tmp_path / "folder"
+    with atomic_dir(target) as tmp:
+        (tmp / "a").write_text("1")
+    with pytest.raises(RuntimeError):
+        with atomic_dir(target) as tmp:
+            (tmp / "b").write_text("2")
+            raise RuntimeError("boom")
+    assert sorted(p.name for p in target.iterdir()) == ["a"]
+    with atomic_dir(target) as tmp:
+        (tmp / "c").write_text("3")
+    assert sorted(p.name for p in target.iterdir()) == ["c"]
+    assert [p.name for p in tmp_path.iterdir()] == ["folder"]
+
+
+@pytest.mark.parametrize(
+    "name", ["../../etc/passwd", "a/b\\c", "nul\x00byte", "..", "", "   ", "CON<>:|?*", "ünïcødé 名前"]
+)
+def test_safe_filename_never_a_path(name):
+    out = safe_filename(name)
+    assert out and "/" not in out and "\\" not in out and "\x00" not in out
+    assert not out.startswith(".") and out not in (".", "..")
+
+
+def test_resolve_inside(tmp_path):
+    assert resolve_inside(tmp_path, "a.png") == (tmp_path / "a.png").resolve()
+    for bad in ("../x.png", "/etc/passwd", "a/../../x", "x\x00.png", ""):
+        with pytest.raises(InputError):
+            resolve_inside(tmp_path, bad)
+
+
+def test_open_image_refuses_huge_declared_size_before_decoding(tmp_path):
+    path = tmp_path / "big.png"
+    Image.new("L", (3000, 3000)).save(path)
+    with pytest.raises(InputError, match="larger than the limit"):
+        open_image(path, max_pixels=1000 * 1000)
+
+
+@pytest.mark.parametrize("content", [b"", b"not an image at all", b"\x89PNG\r\n\x1a\n\x00\x00"])
+def test_open_image_bad_files(tmp_path, content):
+    path = tmp_path / "bad.png"
+    path.write_bytes(content)
+    with pytest.raises(InputError):
+        open_image(path)
+
+
+def test_modes_become_rgba(tmp_path):
+    grey16 = Image.fromarray(np.full((3, 4), 65535, np.uint16))
+    assert to_rgba_array(grey16)[0, 0].tolist() == [255, 255, 255, 255]
+    palette = Image.new("P", (2, 2), 0)
+    palette.putpalette([10, 20, 30] + [0] * 765)
+    path = tmp_path / "p.png"
+    palette.save(path)
+    assert to_rgba_array(open_image(path))[0, 0].tolist() == [10, 20, 30, 255]
+    cmyk = Image.new("CMYK", (2, 2), (0, 0, 0, 0))
+    assert to_rgba_array(cmyk)[0, 0].tolist() == [255, 255, 255, 255]
+
+
+def test_exif_rotation_is_applied(tmp_path):
+    image = Image.new("RGB", (4, 2), (255, 0, 0))
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotate 90 degrees clockwise on display
+    path = tmp_path / "rot.jpg"
+    image.save(path, exif=exif)
+    assert open_image(path).size == (2, 4)
