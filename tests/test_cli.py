@@ -25,7 +25,8 @@ def test_import_and_help_stay_light():
 
 def test_compose_stays_light(tmp_path):
     random_stack(np.random.default_rng(0), count=2).save(tmp_path / "s")
-    code = f"from layered.cli import main\nassert main(['compose', {str(tmp_path / 's')!r}, '-o', {str(tmp_path / 'o.png')!r}]) == 0"
+    argv = ["compose", str(tmp_path / "s"), "-o", str(tmp_path / "o.png")]
+    code = f"from layered.cli import main\nassert main({argv!r}) == 0"
     assert _heavy_modules_after(code) == []
     assert (tmp_path / "o.png").is_file()
 
