@@ -14,7 +14,7 @@ from layered.errors import InputError
 from layered.stack import LayerStack
 
 # suffix -> module in this package with read(path) -> LayerStack and/or write(stack, path)
-FORMATS = {}
+FORMATS = {"psd": "psd", "ora": "ora", "zip": "zip", "pptx": "pptx"}
 EXPORT_KINDS = tuple(FORMATS)
 
 

@@ -1,0 +1,143 @@
+"""OpenRaster (.ora), the open layered format of Krita, GIMP and MyPaint.
+
+A ZIP whose first entry is `mimetype` (stored, "image/openraster"), then `stack.xml` (layers
+top-first, each with src, x, y, opacity, visibility, name), `data/*.png`, `mergedimage.png` and
+`Thumbnails/thumbnail.png` (at most 256 px). Reading takes layer PNGs only from inside the archive
+(extracted to a temporary folder under size limits) and folds nested stacks into their layers.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import os
+import tempfile
+import xml.etree.ElementTree as ET
+import zipfile
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from layered.errors import InputError
+from layered.fileio import atomic_path, open_image, resolve_inside, to_rgba_array
+from layered.formats.zip import extract, open_zip
+from layered.stack import Layer, LayerStack
+
+logger = logging.getLogger(__name__)
+
+MIMETYPE = "image/openraster"
+THUMBNAIL_SIDE = 256
+MAX_STACK_XML = 16 * 1024**2
+_PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+def write(stack: LayerStack, path: str | os.PathLike) -> Path:
+    """Write `stack` as an OpenRaster file, atomically."""
+    path = Path(path)
+    image = ET.Element("image", version="0.0.5", w=str(stack.width), h=str(stack.height))
+    root = ET.SubElement(image, "stack")
+    merged = stack.composite()
+    with atomic_path(path) as tmp, zipfile.ZipFile(tmp, "w", zipfile.ZIP_STORED) as zf:
+        zf.writestr(zipfile.ZipInfo("mimetype"), MIMETYPE, compress_type=zipfile.ZIP_STORED)
+        for i in reversed(range(len(stack))):  # stack.xml lists the top layer first
+            layer = stack[i]
+            src = f"data/layer{i:03d}.png"
+            ET.SubElement(
+                root,
+                "layer",
+                name=layer.name,
+                src=src,
+                x=str(layer.x),
+                y=str(layer.y),
+                opacity=repr(layer.opacity),
+                visibility="visible" if layer.visible else "hidden",
+                **{"composite-op": "svg:src-over"},
+            )
+            pixels = layer.pixels if layer.pixels.size else np.zeros((1, 1, 4), np.uint8)
+            zf.writestr(src, _png_bytes(pixels))
+        xml = ET.tostring(image, encoding="UTF-8", xml_declaration=True)
+        zf.writestr("stack.xml", xml, compress_type=zipfile.ZIP_DEFLATED)
+        zf.writestr("mergedimage.png", _png_bytes(merged))
+        zf.writestr("Thumbnails/thumbnail.png", _png_bytes(_thumbnail(merged)))
+    return path
+
+
+def _png_bytes(pixels: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    Image.fromarray(np.ascontiguousarray(pixels), "RGBA").save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def _thumbnail(pixels: np.ndarray) -> np.ndarray:
+    """The image scaled to fit THUMBNAIL_SIDE, never enlarged (Pillow resizes RGBA premultiplied)."""
+    height, width = pixels.shape[:2]
+    scale = THUMBNAIL_SIDE / max(width, height)
+    if scale >= 1:
+        return pixels
+    size = (max(1, round(width * scale)), max(1, round(height * scale)))
+    image = Image.fromarray(np.ascontiguousarray(pixels), "RGBA")
+    return np.asarray(image.resize(size, Image.Resampling.LANCZOS, reducing_gap=3.0))
+
+
+def read(path: str | os.PathLike) -> LayerStack:
+    """An OpenRaster file as a LayerStack (bottom-first)."""
+    path = Path(path)
+    with open_zip(path) as zf, tempfile.TemporaryDirectory(prefix="layered-ora-") as tmp:
+        names = set(zf.namelist())
+        if "mimetype" in names and zf.read("mimetype").strip() != MIMETYPE.encode():
+            raise InputError(f"{path}: not an OpenRaster file (mimetype is not {MIMETYPE})")
+        if "stack.xml" not in names:
+            raise InputError(f"{path}: no stack.xml (not an OpenRaster file)")
+        if zf.getinfo("stack.xml").file_size > MAX_STACK_XML:
+            raise InputError(f"{path}: stack.xml is too large")
+        try:
+            image = ET.fromstring(zf.read("stack.xml"))
+            width, height = int(image.get("w", "")), int(image.get("h", ""))
+        except (ET.ParseError, ValueError, zipfile.BadZipFile) as exc:
+            raise InputError(f"{path}: malformed stack.xml ({exc})") from None
+        root = image.find("stack")
+        if image.tag != "image" or root is None or width <= 0 or height <= 0:
+            raise InputError(f"{path}: stack.xml has no <image w h> with a <stack>")
+        entries: list[tuple[ET.Element, int, int, float, bool]] = []
+        _collect(root, 0, 0, 1.0, True, entries, path)
+        sources = sorted({element.get("src", "") for element, *_ in entries})
+        for src in sources:
+            if not src.lower().endswith(".png") or src not in names:
+                raise InputError(f"{path}: layer source {src!r} is not a PNG inside the archive")
+        extract(zf, tmp, sources, source=path)
+        layers = [_layer(element, dx, dy, opacity, visible, tmp, path) for element, dx, dy, opacity, visible in entries]
+    return LayerStack(width, height, tuple(layers))
+
+
+def _collect(stack: ET.Element, dx: int, dy: int, opacity: float, visible: bool, out: list, path: Path) -> None:
+    """Append (layer element, offset, inherited opacity, visibility) bottom-first; nested stacks fold in."""
+    for child in reversed(list(stack)):  # children are listed top-first
+        try:
+            x, y = dx + int(child.get("x", "0")), dy + int(child.get("y", "0"))
+            alpha = opacity * min(max(float(child.get("opacity", "1")), 0.0), 1.0)
+        except ValueError as exc:
+            raise InputError(f"{path}: malformed <{child.tag}> in stack.xml ({exc})") from None
+        shown = visible and child.get("visibility", "visible") != "hidden"
+        op = child.get("composite-op", "svg:src-over")
+        if op != "svg:src-over":
+            logger.warning("%s: %s %r: composite-op %s read as svg:src-over", path, child.tag, child.get("name"), op)
+        if child.tag == "stack":
+            _collect(child, x, y, alpha, shown, out, path)
+        elif child.tag == "layer":
+            out.append((child, x, y, alpha, shown))
+        else:
+            logger.warning("%s: <%s> element skipped (not a pixel layer)", path, child.tag)
+
+
+def _layer(element: ET.Element, x: int, y: int, opacity: float, visible: bool, folder: str, path: Path) -> Layer:
+    src = element.get("src", "")
+    file = resolve_inside(folder, src)
+    with open(file, "rb") as f:
+        if f.read(len(_PNG_MAGIC)) != _PNG_MAGIC:
+            raise InputError(f"{path}: layer source {src!r} is not a PNG")
+    try:
+        pixels = to_rgba_array(open_image(file))
+    except InputError as exc:  # name the member, not the temporary file
+        raise InputError(f"{path}: layer source {src!r}: {str(exc).replace(str(file), '').lstrip(': ')}") from None
+    return Layer(pixels, x, y, element.get("name", ""), opacity, visible)
