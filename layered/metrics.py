@@ -1,0 +1,254 @@
+"""Scores for a predicted layer decomposition against the ground truth: the LayerD protocol (numpy only).
+
+This module is the project's definition of the protocol used by LayerD and Qwen-Image-Layered:
+
+1. Each side is a bottom-first sequence of *visible* layers, each rendered to the full canvas
+   (`LayerStack.render_layer`: offset and opacity applied) and read as float straight-alpha RGBA in
+   [0, 1]. Hidden layers are left out: they are not part of the image. A fully transparent pixel's
+   colour counts as black (our renders store it so).
+2. Pair scores, for a predicted layer p and a ground-truth layer g over all canvas pixels:
+   `soft_iou(p, g) = sum(min(a_p, a_g)) / sum(max(a_p, a_g))` (1 when both alphas are all zero), and
+   `rgb_l1(p, g) = sum(a_g * mean_c |rgb_p - rgb_g|) / sum(a_g)` -- the mean absolute RGB error
+   (averaged over the three channels) weighted by the ground truth's alpha, i.e. the mean over pixels
+   of |rgb_p - rgb_g| * a_g / mean(a_g); 0 when g is empty. Both lie in [0, 1].
+   The pair cost is `rgb_l1 + (1 - soft_iou)`, in [0, 2].
+3. Alignment: dynamic time warping over the two sequences. A path runs from (0, 0) to (n-1, m-1)
+   by steps (1, 0), (0, 1) or (1, 1), so it is monotone (order-aware: a layer can match only layers
+   at a compatible depth) and every layer on both sides is matched at least once; one layer may match
+   several consecutive layers of the other side (one-to-many). The path with the least summed cost is
+   chosen (ties: diagonal steps first, then earlier predicted layers).
+4. Score of an alignment: `rgb_l1` and `soft_iou` averaged over the pairs on the path, each pair
+   counting once (so a layer matched to three layers weighs three times).
+5. Merges: for k = 1..max_merge, the merge of two adjacent layers -- in the prediction or in the
+   ground truth -- that lowers the summed DTW cost most is applied (the upper layer composited over the
+   lower with Porter-Duff "over" in float) and the alignment re-scored. When no merge lowers the cost
+   (or both sides are down to one layer), the scores of the last k carry over to the remaining k.
+   Merges are cumulative: the row for k is after k merges at most.
+6. Several samples: each k is the mean of the per-sample scores at that k (`mean_scores`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+
+import numpy as np
+
+from layered.stack import LayerStack
+
+Scores = list[dict]  # [{"merge": k, "rgb_l1": x, "soft_iou": y}, ...] for k = 0..max_merge
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class _Layer:
+    """A full-canvas layer kept as its content box: float32 straight RGB and alpha inside `box`."""
+
+    rgb: np.ndarray  # h x w x 3
+    alpha: np.ndarray  # h x w
+    box: tuple[int, int, int, int]  # left, top, right, bottom on the canvas; empty box when transparent
+
+
+def _from_canvas(rgba: np.ndarray) -> _Layer:
+    """Crop a full-canvas RGBA image (uint8, or float in [0, 1]) to its alpha > 0 box."""
+    rgba = np.asarray(rgba)
+    data = rgba.astype(np.float32) / 255.0 if rgba.dtype == np.uint8 else rgba.astype(np.float32)
+    alpha = data[..., 3]
+    rows, cols = np.flatnonzero(alpha.any(axis=1)), np.flatnonzero(alpha.any(axis=0))
+    if rows.size == 0:
+        return _Layer(np.zeros((0, 0, 3), np.float32), np.zeros((0, 0), np.float32), (0, 0, 0, 0))
+    top, bottom, left, right = int(rows[0]), int(rows[-1]) + 1, int(cols[0]), int(cols[-1]) + 1
+    crop = data[top:bottom, left:right]
+    rgb = np.where(crop[..., 3:4] > 0, crop[..., :3], 0.0).astype(np.float32)
+    return _Layer(rgb, np.ascontiguousarray(crop[..., 3]), (left, top, right, bottom))
+
+
+def _union(a: tuple, b: tuple) -> tuple[int, int, int, int]:
+    if a[2] <= a[0]:
+        return b
+    if b[2] <= b[0]:
+        return a
+    return min(a[0], b[0]), min(a[1], b[1]), max(a[2], b[2]), max(a[3], b[3])
+
+
+def _embed(layer: _Layer, box: tuple) -> tuple[np.ndarray, np.ndarray]:
+    """`layer`'s RGB and alpha on the region `box` (which contains the layer's box), zero elsewhere."""
+    left, top, right, bottom = box
+    if layer.box == box:
+        return layer.rgb, layer.alpha
+    rgb = np.zeros((bottom - top, right - left, 3), np.float32)
+    alpha = np.zeros((bottom - top, right - left), np.float32)
+    l0, t0, r0, b0 = layer.box
+    if r0 > l0:
+        rgb[t0 - top : b0 - top, l0 - left : r0 - left] = layer.rgb
+        alpha[t0 - top : b0 - top, l0 - left : r0 - left] = layer.alpha
+    return rgb, alpha
+
+
+def _pair(pred: _Layer, gt: _Layer) -> tuple[float, float]:
+    """(rgb_l1, soft_iou) of two layers, computed on the union of their boxes (zero outside it)."""
+    box = _union(pred.box, gt.box)
+    if box[2] <= box[0]:
+        return 0.0, 1.0  # both empty
+    rgb_p, a_p = _embed(pred, box)
+    rgb_g, a_g = _embed(gt, box)
+    iou = float(np.minimum(a_p, a_g).sum(dtype=np.float64) / np.maximum(a_p, a_g).sum(dtype=np.float64))
+    weight = float(a_g.sum(dtype=np.float64))
+    if weight == 0.0:
+        return 0.0, iou
+    error = np.abs(rgb_p - rgb_g).mean(axis=-1)
+    return float((error * a_g).sum(dtype=np.float64) / weight), iou
+
+
+def _over(lower: _Layer, upper: _Layer) -> _Layer:
+    """`upper` composited over `lower` (Porter-Duff over, premultiplied float), straight result."""
+    box = _union(lower.box, upper.box)
+    if box[2] <= box[0]:
+        return lower
+    rgb_l, a_l = _embed(lower, box)
+    rgb_u, a_u = _embed(upper, box)
+    below = a_l * (1.0 - a_u)
+    alpha = a_u + below
+    premul = rgb_u * a_u[..., None] + rgb_l * below[..., None]
+    rgb = np.divide(premul, alpha[..., None], out=np.zeros_like(premul), where=alpha[..., None] > 0)
+    return _Layer(rgb, alpha, box)
+
+
+def _as_layers(layers: LayerStack | Sequence, side: str) -> tuple[list[_Layer], tuple[int, int]]:
+    """The visible layers of a stack (or full-canvas RGBA images, bottom-first) and the canvas size."""
+    if isinstance(layers, LayerStack):
+        renders = [layers.render_layer(i) for i, layer in enumerate(layers.layers) if layer.visible]
+        size = layers.size
+    else:
+        renders = [np.asarray(im.convert("RGBA")) if hasattr(im, "convert") else np.asarray(im) for im in layers]
+        for im in renders:
+            if im.ndim != 3 or im.shape[2] != 4:
+                raise ValueError(f"{side}: layers must be H x W x 4 RGBA images, got shape {im.shape}")
+        size = (renders[0].shape[1], renders[0].shape[0]) if renders else (0, 0)
+        if any((im.shape[1], im.shape[0]) != size for im in renders):
+            raise ValueError(f"{side}: layers of different sizes")
+    if not renders:
+        raise ValueError(f"{side}: no visible layers to score")
+    return [_from_canvas(r) for r in renders], size
+
+
+def _check(pred_size: tuple[int, int], gt_size: tuple[int, int]) -> None:
+    if pred_size != gt_size:
+        raise ValueError(
+            f"canvas sizes differ: prediction {pred_size[0]}x{pred_size[1]}, ground truth {gt_size[0]}x{gt_size[1]}"
+        )
+
+
+def rgb_l1(pred: np.ndarray, gt: np.ndarray) -> float:
+    """Alpha-weighted RGB L1 of two full-canvas RGBA images (uint8, or float in [0, 1]); see module doc."""
+    return _pair(_from_canvas(pred), _from_canvas(gt))[0]
+
+
+def soft_iou(pred: np.ndarray, gt: np.ndarray) -> float:
+    """Soft alpha IoU sum(min) / sum(max) of two full-canvas RGBA images (1 when both are empty)."""
+    return _pair(_from_canvas(pred), _from_canvas(gt))[1]
+
+
+def dtw(cost: np.ndarray) -> tuple[float, list[tuple[int, int]]]:
+    """Least summed cost of a monotone path through `cost` (n x m) from (0, 0) to (n-1, m-1), and the path.
+
+    Steps are (1, 0), (0, 1) and (1, 1); every row and every column is visited at least once.
+    """
+    cost = np.asarray(cost, np.float64)
+    n, m = cost.shape
+    if n == 0 or m == 0:
+        raise ValueError("dtw needs at least one layer on each side")
+    acc = np.full((n + 1, m + 1), np.inf)
+    acc[0, 0] = 0.0
+    for i in range(1, n + 1):
+        for j in range(1, m + 1):
+            acc[i, j] = cost[i - 1, j - 1] + min(acc[i - 1, j - 1], acc[i - 1, j], acc[i, j - 1])
+    path = [(n - 1, m - 1)]
+    i, j = n, m
+    while (i, j) != (1, 1):
+        # min() keeps the first of equal values: diagonal first, then stepping back in the prediction
+        i, j = min(((i - 1, j - 1), (i - 1, j), (i, j - 1)), key=lambda ij: acc[ij])
+        path.append((i - 1, j - 1))
+    return float(acc[n, m]), path[::-1]
+
+
+def _align(l1: np.ndarray, iou: np.ndarray) -> tuple[float, float, float]:
+    """(summed DTW cost, mean rgb_l1, mean soft_iou) of the best alignment for the pair matrices."""
+    total, path = dtw(l1 + (1.0 - iou))
+    rows, cols = zip(*path, strict=True)
+    return total, float(l1[rows, cols].mean()), float(iou[rows, cols].mean())
+
+
+def evaluate(pred: LayerStack | Sequence, gt: LayerStack | Sequence, max_merge: int = 5) -> Scores:
+    """Score `pred` against `gt` (stacks, or bottom-first full-canvas RGBA images) at k = 0..max_merge merges.
+
+    Returns `[{"merge": k, "rgb_l1": x, "soft_iou": y}, ...]`; see the module docstring for the exact
+    definition. Different canvas sizes, or a side without visible layers, raise ValueError.
+    """
+    if max_merge < 0:
+        raise ValueError(f"max_merge must be >= 0, got {max_merge}")
+    p, pred_size = _as_layers(pred, "prediction")
+    g, gt_size = _as_layers(gt, "ground truth")
+    _check(pred_size, gt_size)
+    pairs = [[_pair(a, b) for b in g] for a in p]
+    l1 = np.array([[c[0] for c in row] for row in pairs], np.float64)
+    iou = np.array([[c[1] for c in row] for row in pairs], np.float64)
+    total, mean_l1, mean_iou = _align(l1, iou)
+    rows = [{"merge": 0, "rgb_l1": mean_l1, "soft_iou": mean_iou}]
+    merges: dict[tuple[_Layer, _Layer], _Layer] = {}  # keyed by identity: nothing is computed twice
+    pair_scores: dict[tuple[_Layer, _Layer], tuple[float, float]] = {}
+    for k in range(1, max_merge + 1):
+        best = None
+        for side, seq, other in (("pred", p, g), ("gt", g, p)):
+            for i in range(len(seq) - 1):
+                key = (seq[i], seq[i + 1])
+                if key not in merges:
+                    merges[key] = _over(*key)
+                merged = merges[key]
+                scores = []
+                for o in other:
+                    pair = (merged, o) if side == "pred" else (o, merged)
+                    if pair not in pair_scores:
+                        pair_scores[pair] = _pair(*pair)
+                    scores.append(pair_scores[pair])
+                new_l1, new_iou = _merged_matrices(l1, iou, side, i, scores)
+                candidate = _align(new_l1, new_iou)
+                if best is None or candidate[0] < best[0][0]:
+                    best = (candidate, side, i, merged, new_l1, new_iou)
+        if best is None or best[0][0] >= total - 1e-9:
+            rows.extend({**rows[-1], "merge": j} for j in range(k, max_merge + 1))
+            break
+        (total, mean_l1, mean_iou), side, i, merged, l1, iou = best
+        seq = p if side == "pred" else g
+        seq[i : i + 2] = [merged]
+        rows.append({"merge": k, "rgb_l1": mean_l1, "soft_iou": mean_iou})
+    return rows
+
+
+def _merged_matrices(l1: np.ndarray, iou: np.ndarray, side: str, i: int, scores: list) -> tuple:
+    """The pair matrices after replacing layers i and i+1 of `side` by their merge with pair `scores`."""
+    axis = 0 if side == "pred" else 1
+    out = []
+    for matrix, column in ((l1, [s[0] for s in scores]), (iou, [s[1] for s in scores])):
+        matrix = np.delete(matrix, i + 1, axis=axis)
+        if axis == 0:
+            matrix[i, :] = column
+        else:
+            matrix[:, i] = column
+        out.append(matrix)
+    return tuple(out)
+
+
+def mean_scores(samples: Sequence[Scores]) -> Scores:
+    """Per-k mean of several samples' `evaluate` rows (all computed with the same max_merge)."""
+    if not samples:
+        raise ValueError("no samples to average")
+    if len({len(s) for s in samples}) != 1:
+        raise ValueError("samples were scored with different max_merge")
+    return [
+        {
+            "merge": rows[0]["merge"],
+            "rgb_l1": float(np.mean([r["rgb_l1"] for r in rows])),
+            "soft_iou": float(np.mean([r["soft_iou"] for r in rows])),
+        }
+        for rows in zip(*samples, strict=True)
+    ]
