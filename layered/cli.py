@@ -15,6 +15,7 @@ from layered.errors import LayeredError
 
 COMMANDS = {
     "compose": "flatten a layer folder, PSD or ORA into one PNG",
+    "eval": "score predicted layers against ground truth (LayerD protocol)",
 }
 
 

@@ -1,0 +1,134 @@
+"""`layered eval`: output formats, folders of folders, and one-line errors with exit status 2."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from helpers import random_stack
+
+from layered.cli import main
+from layered.stack import LayerStack
+
+HEAVY = ("torch", "diffusers", "transformers", "gradio", "accelerate")
+
+
+def _square(color, box, size=(8, 6)) -> np.ndarray:
+    out = np.zeros((size[1], size[0], 4), np.uint8)
+    left, top, right, bottom = box
+    out[top:bottom, left:right] = color
+    return out
+
+
+@pytest.fixture
+def folders(tmp_path):
+    """gt: a red 4 x 4 square; `same`: identical; `split`: the square cut into a 2 x 4 and a 2 x 4 layer."""
+    red = (255, 0, 0, 255)
+    LayerStack.from_images([_square(red, (1, 1, 5, 5))]).save(tmp_path / "gt")
+    LayerStack.from_images([_square(red, (1, 1, 5, 5))]).save(tmp_path / "same")
+    LayerStack.from_images([_square(red, (1, 1, 3, 5)), _square(red, (3, 1, 5, 5))]).save(tmp_path / "split")
+    return tmp_path
+
+
+def _eval(capsys, *argv) -> tuple[int, str, str]:
+    code = main(["eval", *map(str, argv)])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_identical_folders_json(folders, capsys):
+    code, out, _ = _eval(capsys, folders / "same", folders / "gt", "--json")
+    assert code == 0
+    assert json.loads(out) == [{"merge": k, "rgb_l1": 0.0, "soft_iou": 1.0} for k in range(6)]
+
+
+def test_split_layer_plain_table(folders, capsys):
+    code, out, _ = _eval(capsys, folders / "split", folders / "gt", "--max-merge", "2")
+    assert code == 0
+    lines = out.strip().splitlines()
+    assert lines[0].split() == ["merge", "rgb_l1", "soft_iou"]
+    # k = 0: both halves match the square: IoU 8/16 each; L1 over the square's 16 pixels: 8 are red on red,
+    # 8 are transparent (black) against red, 1/3 each -> 8/3 / 16 = 1/6. k = 1: merged, perfect.
+    assert [line.split() for line in lines[1:]] == [
+        ["0", "0.1667", "0.5000"],
+        ["1", "0.0000", "1.0000"],
+        ["2", "0.0000", "1.0000"],
+    ]
+
+
+def test_folders_of_folders_mean_and_samples(folders, capsys):
+    for side, sample in (("P", "same"), ("G", "gt")):
+        (folders / side).mkdir()
+        (folders / sample).rename(folders / side / "a")
+    (folders / "split").rename(folders / "P" / "b")
+    LayerStack.load(folders / "G" / "a").save(folders / "G" / "b")
+    code, out, _ = _eval(capsys, folders / "P", folders / "G", "--json", "--max-merge", "1")
+    assert code == 0
+    doc = json.loads(out)
+    assert doc["samples"]["a"] == [
+        {"merge": 0, "rgb_l1": 0.0, "soft_iou": 1.0},
+        {"merge": 1, "rgb_l1": 0.0, "soft_iou": 1.0},
+    ]
+    # sample b as in test_split_layer_plain_table; the mean halves its k = 0 row with sample a's
+    assert doc["samples"]["b"] == [
+        {"merge": 0, "rgb_l1": pytest.approx(1 / 6), "soft_iou": 0.5},
+        {"merge": 1, "rgb_l1": 0.0, "soft_iou": 1.0},
+    ]
+    assert doc["mean"] == [
+        {"merge": 0, "rgb_l1": pytest.approx(1 / 12), "soft_iou": 0.75},
+        {"merge": 1, "rgb_l1": 0.0, "soft_iou": 1.0},
+    ]
+    code, out, _ = _eval(capsys, folders / "P", folders / "G")
+    assert code == 0 and out.split("\n\n")[-1].splitlines()[0] == "mean" and "0.7500" in out
+    # a sample on one side only is named and is an error
+    LayerStack.load(folders / "G" / "a").save(folders / "G" / "c")
+    code, out, err = _eval(capsys, folders / "P", folders / "G")
+    assert code == 2 and out == "" and len(err.strip().splitlines()) == 1 and f"only in {folders / 'G'}: c)" in err
+
+
+def _bad_inputs(tmp_path):
+    good = tmp_path / "good"
+    random_stack(np.random.default_rng(0), canvas=(12, 10), count=2).save(good)
+    random_stack(np.random.default_rng(1), canvas=(13, 10), count=2).save(tmp_path / "wide")
+    (tmp_path / "plain").mkdir()
+    (tmp_path / "plain" / "notes.txt").write_text("not layers")
+    (tmp_path / "nested" / "x").mkdir(parents=True)  # a folder of folders whose sample is no layer folder
+    (tmp_path / "nested2" / "x").mkdir(parents=True)
+    return [
+        ([tmp_path / "missing", good], "no such file"),
+        ([good, tmp_path / "plain"], "not a layer folder"),
+        ([good, tmp_path / "wide"], "canvas sizes differ"),
+        ([good, tmp_path / "nested"], "folder of layer folders"),
+        ([tmp_path / "nested", tmp_path / "nested2"], "layers.json"),
+        ([good, good, "--max-merge", "-1"], "--max-merge"),
+    ]
+
+
+def test_bad_input_is_one_line_and_status_2(tmp_path, capsys):
+    for argv, message in _bad_inputs(tmp_path):
+        code, out, err = _eval(capsys, *argv)
+        assert code == 2, argv
+        assert out == "" and len(err.strip().splitlines()) == 1 and "Traceback" not in err, err
+        assert err.startswith("layered eval: error:") and message in err, err
+
+
+def test_bad_input_from_the_shell_and_light_imports(tmp_path):
+    random_stack(np.random.default_rng(0), canvas=(12, 10), count=2).save(tmp_path / "good")
+    result = subprocess.run(
+        [sys.executable, "-m", "layered", "eval", str(tmp_path / "good"), str(tmp_path / "missing")],
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1
+    assert "Traceback" not in result.stderr and result.stdout == ""
+    probe = (
+        "from layered.cli import main\n"
+        f"assert main(['eval', {str(tmp_path / 'good')!r}, {str(tmp_path / 'good')!r}, '--json']) == 0\n"
+        "import sys\n"
+        f"print('HEAVY=' + ','.join(m for m in {HEAVY!r} if m in sys.modules))"
+    )
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    assert result.stdout.strip().splitlines()[-1] == "HEAVY="
