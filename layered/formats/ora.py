@@ -139,5 +139,5 @@ def _layer(element: ET.Element, x: int, y: int, opacity: float, visible: bool, f
     try:
         pixels = to_rgba_array(open_image(file))
     except InputError as exc:  # name the member, not the temporary file
-        raise InputError(f"{path}: layer source {src!r}: {str(exc).replace(str(file), '').lstrip(': ')}") from None
+        raise InputError(f"{path}: {str(exc).replace(str(file), src)}") from None
     return Layer(pixels, x, y, element.get("name", ""), opacity, visible)

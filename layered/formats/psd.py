@@ -37,6 +37,7 @@ def write(stack: LayerStack, path: str | os.PathLike) -> Path:
     from psd_tools.psd.header import FileHeader
     from psd_tools.psd.image_data import ImageData
     from psd_tools.psd.image_resources import ImageResources
+    from psd_tools.psd.layer_and_mask import GlobalLayerMaskInfo, LayerInfo
     from psd_tools.psd.tagged_blocks import TaggedBlocks
 
     path = Path(path)
@@ -50,12 +51,17 @@ def write(stack: LayerStack, path: str | os.PathLike) -> Path:
     psd = PSDImage(record)
     for layer in stack.layers:
         pil = Image.fromarray(np.ascontiguousarray(layer.pixels), "RGBA")
-        name = layer.name[:MAX_NAME]
-        added = PixelLayer.frompil(pil, psd, name=name, top=layer.y, left=layer.x, compression=Compression.RLE)
+        added = PixelLayer.frompil(pil, psd, name="Layer", top=layer.y, left=layer.x, compression=Compression.RLE)
+        added.name = layer.name[:MAX_NAME]  # the setter keeps a Mac Roman fallback plus the Unicode name
         added.opacity = int(round(layer.opacity * 255))
         added.visible = layer.visible
     if psd.tagged_blocks is None:  # no layers: the layer section is only created on the first append
-        record.layer_and_mask_information.tagged_blocks = TaggedBlocks()
+        info = record.layer_and_mask_information
+        info.layer_info, info.global_layer_mask_info, info.tagged_blocks = (
+            LayerInfo(),
+            GlobalLayerMaskInfo(),
+            TaggedBlocks(),
+        )
     # "Mtrn": the merged image's extra channel is the composite's transparency
     psd.tagged_blocks.set_data(Tag.SAVING_MERGED_TRANSPARENCY)
     record.image_data.set_data(_preview_planes(stack.composite()), header)
