@@ -41,25 +41,38 @@ Scores = list[dict]  # [{"merge": k, "rgb_l1": x, "soft_iou": y}, ...] for k = 0
 
 @dataclasses.dataclass(frozen=True, eq=False)
 class _Layer:
-    """A full-canvas layer kept as its content box: float32 straight RGB and alpha inside `box`."""
+    """A full-canvas layer kept as its content box: planar float32 straight RGB and alpha inside `box`.
 
-    rgb: np.ndarray  # h x w x 3
+    Precomputed for `_pair`: total alpha, and alpha times the mean of the three channels (`weighted`),
+    the per-pixel L1 weight x error against a transparent (black) prediction.
+    """
+
+    rgb: np.ndarray  # 3 x h x w
     alpha: np.ndarray  # h x w
-    box: tuple[int, int, int, int]  # left, top, right, bottom on the canvas; empty box when transparent
+    box: tuple[int, int, int, int]  # left, top, right, bottom on the canvas; (0, 0, 0, 0) when transparent
+    alpha_sum: float = 0.0
+    weighted: np.ndarray | None = None
+    weighted_sum: float = 0.0
+
+    @classmethod
+    def make(cls, rgb: np.ndarray, alpha: np.ndarray, box: tuple[int, int, int, int]) -> _Layer:
+        weighted = (rgb[0] + rgb[1] + rgb[2]) * alpha / 3.0
+        return cls(rgb, alpha, box, float(alpha.sum(dtype=np.float64)), weighted, float(weighted.sum(dtype=np.float64)))
 
 
 def _from_canvas(rgba: np.ndarray) -> _Layer:
     """Crop a full-canvas RGBA image (uint8, or float in [0, 1]) to its alpha > 0 box."""
     rgba = np.asarray(rgba)
-    data = rgba.astype(np.float32) / 255.0 if rgba.dtype == np.uint8 else rgba.astype(np.float32)
-    alpha = data[..., 3]
+    alpha = rgba[..., 3]
     rows, cols = np.flatnonzero(alpha.any(axis=1)), np.flatnonzero(alpha.any(axis=0))
     if rows.size == 0:
-        return _Layer(np.zeros((0, 0, 3), np.float32), np.zeros((0, 0), np.float32), (0, 0, 0, 0))
+        return _Layer.make(np.zeros((3, 0, 0), np.float32), np.zeros((0, 0), np.float32), (0, 0, 0, 0))
     top, bottom, left, right = int(rows[0]), int(rows[-1]) + 1, int(cols[0]), int(cols[-1]) + 1
-    crop = data[top:bottom, left:right]
-    rgb = np.where(crop[..., 3:4] > 0, crop[..., :3], 0.0).astype(np.float32)
-    return _Layer(rgb, np.ascontiguousarray(crop[..., 3]), (left, top, right, bottom))
+    crop = rgba[top:bottom, left:right].transpose(2, 0, 1).astype(np.float32)
+    if rgba.dtype == np.uint8:
+        crop /= 255.0
+    rgb = np.where(crop[3] > 0, crop[:3], np.float32(0.0))
+    return _Layer.make(rgb, np.ascontiguousarray(crop[3]), (left, top, right, bottom))
 
 
 def _union(a: tuple, b: tuple) -> tuple[int, int, int, int]:
@@ -75,28 +88,37 @@ def _embed(layer: _Layer, box: tuple) -> tuple[np.ndarray, np.ndarray]:
     left, top, right, bottom = box
     if layer.box == box:
         return layer.rgb, layer.alpha
-    rgb = np.zeros((bottom - top, right - left, 3), np.float32)
+    rgb = np.zeros((3, bottom - top, right - left), np.float32)
     alpha = np.zeros((bottom - top, right - left), np.float32)
     l0, t0, r0, b0 = layer.box
     if r0 > l0:
-        rgb[t0 - top : b0 - top, l0 - left : r0 - left] = layer.rgb
+        rgb[:, t0 - top : b0 - top, l0 - left : r0 - left] = layer.rgb
         alpha[t0 - top : b0 - top, l0 - left : r0 - left] = layer.alpha
     return rgb, alpha
 
 
 def _pair(pred: _Layer, gt: _Layer) -> tuple[float, float]:
-    """(rgb_l1, soft_iou) of two layers, computed on the union of their boxes (zero outside it)."""
-    box = _union(pred.box, gt.box)
-    if box[2] <= box[0]:
-        return 0.0, 1.0  # both empty
-    rgb_p, a_p = _embed(pred, box)
-    rgb_g, a_g = _embed(gt, box)
-    iou = float(np.minimum(a_p, a_g).sum(dtype=np.float64) / np.maximum(a_p, a_g).sum(dtype=np.float64))
-    weight = float(a_g.sum(dtype=np.float64))
-    if weight == 0.0:
-        return 0.0, iou
-    error = np.abs(rgb_p - rgb_g).mean(axis=-1)
-    return float((error * a_g).sum(dtype=np.float64) / weight), iou
+    """(rgb_l1, soft_iou) of two layers. Only their boxes' intersection needs pixel work: elsewhere at most
+    one of them is non-zero, so sum(max) = sum(a_p) + sum(a_g) - sum(min) and the L1 error there is the
+    ground truth's own `weighted` colour (against black)."""
+    left, top = max(pred.box[0], gt.box[0]), max(pred.box[1], gt.box[1])
+    right, bottom = min(pred.box[2], gt.box[2]), min(pred.box[3], gt.box[3])
+    low, error, covered = 0.0, 0.0, 0.0
+    if right > left and bottom > top:
+        ps = np.s_[top - pred.box[1] : bottom - pred.box[1], left - pred.box[0] : right - pred.box[0]]
+        gs = np.s_[top - gt.box[1] : bottom - gt.box[1], left - gt.box[0] : right - gt.box[0]]
+        a_g = gt.alpha[gs]
+        low = float(np.minimum(pred.alpha[ps], a_g).sum(dtype=np.float64))
+        diff = np.abs(pred.rgb[0][ps] - gt.rgb[0][gs])
+        diff += np.abs(pred.rgb[1][ps] - gt.rgb[1][gs])
+        diff += np.abs(pred.rgb[2][ps] - gt.rgb[2][gs])
+        diff *= a_g
+        error = float(diff.sum(dtype=np.float64)) / 3.0
+        covered = float(gt.weighted[gs].sum(dtype=np.float64))
+    high = pred.alpha_sum + gt.alpha_sum - low
+    iou = low / high if high > 0 else 1.0
+    l1 = max(error + gt.weighted_sum - covered, 0.0) / gt.alpha_sum if gt.alpha_sum > 0 else 0.0
+    return l1, iou
 
 
 def _over(lower: _Layer, upper: _Layer) -> _Layer:
@@ -108,9 +130,9 @@ def _over(lower: _Layer, upper: _Layer) -> _Layer:
     rgb_u, a_u = _embed(upper, box)
     below = a_l * (1.0 - a_u)
     alpha = a_u + below
-    premul = rgb_u * a_u[..., None] + rgb_l * below[..., None]
-    rgb = np.divide(premul, alpha[..., None], out=np.zeros_like(premul), where=alpha[..., None] > 0)
-    return _Layer(rgb, alpha, box)
+    premul = rgb_u * a_u + rgb_l * below
+    rgb = np.divide(premul, alpha, out=np.zeros_like(premul), where=alpha > 0)
+    return _Layer.make(rgb, alpha, box)
 
 
 def _as_layers(layers: LayerStack | Sequence, side: str) -> tuple[list[_Layer], tuple[int, int]]:
