@@ -1,0 +1,127 @@
+"""`layered compose` run as a user runs it (a subprocess): right pixels, and clean failures on bad input."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from helpers import random_stack
+from PIL import Image
+
+from layered.formats import write_stack
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def run_cli(*args: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    env.pop("LAYERED_DEBUG", None)
+    return subprocess.run(
+        [sys.executable, "-m", "layered", *args], capture_output=True, text=True, cwd=ROOT, env=env, timeout=120
+    )
+
+
+def read_png(path) -> np.ndarray:
+    return np.asarray(Image.open(path).convert("RGBA"))
+
+
+@pytest.fixture(scope="module")
+def stack():
+    """Random layers with opacities in 1/255 steps, which every format (PSD included) keeps exactly."""
+    stack = random_stack(np.random.default_rng(42), canvas=(50, 40), count=4)
+    layers = [layer.replace(opacity=k / 255) for layer, k in zip(stack.layers, (255, 128, 64, 200), strict=True)]
+    layers[1] = layers[1].replace(visible=False)
+    return stack.replace(layers=tuple(layers))
+
+
+@pytest.mark.parametrize("kind", ["folder", "psd", "ora", "zip"])
+def test_compose_equals_the_stack_composite(tmp_path, stack, kind):
+    source = stack.save(tmp_path / "layers") if kind == "folder" else write_stack(stack, tmp_path / f"in.{kind}")
+    out = tmp_path / "out" / "flat.png"
+    result = run_cli("compose", str(source), "-o", str(out))
+    assert result.returncode == 0, result.stderr
+    assert np.array_equal(read_png(out), stack.composite())
+
+
+def test_compose_a_real_photoshop_file(tmp_path, shared_dir):
+    source = shared_dir / "psd-corpus" / "2layers.psd"
+    out = tmp_path / "flat.png"
+    assert run_cli("compose", str(source), "-o", str(out)).returncode == 0
+    from psd_tools import PSDImage
+
+    stored = np.asarray(PSDImage.open(source).topil().convert("RGBA")).astype(float)
+    mse = np.mean((read_png(out).astype(float) - stored) ** 2)  # an opaque document: plain PSNR
+    assert 10 * np.log10(255**2 / mse) >= 45
+
+
+def _bad_source(tmp_path: Path, case: str, stack) -> Path:
+    if case == "missing path":
+        return tmp_path / "nowhere"
+    if case == "folder without layers.json":
+        (tmp_path / "empty").mkdir()
+        return tmp_path / "empty"
+    folder = stack.save(tmp_path / "layers")
+    spec = json.loads((folder / "layers.json").read_text())
+    if case == "layers.json pointing outside":
+        Image.new("RGBA", (2, 2)).save(tmp_path / "x.png")
+        spec["layers"][0]["file"] = "../x.png"
+        (folder / "layers.json").write_text(json.dumps(spec))
+        return folder
+    if case == "truncated png":
+        png = folder / spec["layers"][2]["file"]
+        png.write_bytes(png.read_bytes()[:60])
+        return folder
+    if case == "psd that is not a psd":
+        fake = tmp_path / "photo.psd"
+        fake.write_bytes((folder / "composite.png").read_bytes())
+        return fake
+    if case == "ora that is not a zip":
+        fake = tmp_path / "drawing.ora"
+        fake.write_text("hello")
+        return fake
+    if case == "unknown suffix":
+        odd = tmp_path / "drawing.kra"
+        odd.write_bytes(b"PK\x03\x04")
+        return odd
+    raise AssertionError(case)
+
+
+BAD = [
+    "missing path",
+    "folder without layers.json",
+    "layers.json pointing outside",
+    "truncated png",
+    "psd that is not a psd",
+    "ora that is not a zip",
+    "unknown suffix",
+]
+
+
+@pytest.mark.parametrize("case", BAD)
+def test_bad_input_one_line_exit_2_no_output(tmp_path, stack, case):
+    source = _bad_source(tmp_path, case, stack)
+    out_dir = tmp_path / "out"
+    out_dir.mkdir()
+    result = run_cli("compose", str(source), "-o", str(out_dir / "flat.png"))
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("layered compose: error:")
+    assert list(out_dir.iterdir()) == []  # no output, no temporary file
+
+
+def test_compose_does_not_import_heavy_packages(tmp_path, stack):
+    source = write_stack(stack, tmp_path / "in.psd")
+    code = (
+        "import sys; from layered.cli import main; "
+        f"assert main(['compose', {str(source)!r}, '-o', {str(tmp_path / 'o.png')!r}]) == 0; "
+        "heavy = [m for m in ('torch', 'diffusers', 'gradio', 'transformers') if m in sys.modules]; "
+        "assert not heavy, heavy"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert result.returncode == 0, result.stderr
