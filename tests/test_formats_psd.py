@@ -140,3 +140,18 @@ def test_canvas_over_the_size_limit_is_refused_from_the_header(tmp_path):
     huge.write_bytes(header + bytes(64))
     with pytest.raises(InputError, match="larger than the limit"):
         read_stack(huge)
+
+
+def test_pillow_reads_our_merged_image(tmp_path, stack):
+    """A second, independent PSD reader sees the preview as Photoshop stores it: our composite over white."""
+    from PIL import Image
+
+    with Image.open(write_stack(stack, tmp_path / "out.psd")) as image:
+        assert image.format == "PSD" and image.size == stack.size and image.mode == "RGBA"
+        assert len(image.layers) == len(stack)
+        merged = np.asarray(image.convert("RGBA")).astype(float)
+    ours = stack.composite().astype(float)
+    alpha = ours[..., 3:] / 255
+    over_white = np.where(alpha > 0, ours[..., :3] * alpha + 255 * (1 - alpha), ours[..., :3])
+    assert np.abs(merged[..., :3] - over_white).max() <= 1
+    assert np.array_equal(merged[..., 3], ours[..., 3])

@@ -57,11 +57,8 @@ def write(stack: LayerStack, path: str | os.PathLike) -> Path:
         added.visible = layer.visible
     if psd.tagged_blocks is None:  # no layers: the layer section is only created on the first append
         info = record.layer_and_mask_information
-        info.layer_info, info.global_layer_mask_info, info.tagged_blocks = (
-            LayerInfo(),
-            GlobalLayerMaskInfo(),
-            TaggedBlocks(),
-        )
+        info.layer_info, info.global_layer_mask_info = LayerInfo(), GlobalLayerMaskInfo()
+        info.tagged_blocks = TaggedBlocks()
     # "Mtrn": the merged image's extra channel is the composite's transparency
     psd.tagged_blocks.set_data(Tag.SAVING_MERGED_TRANSPARENCY)
     record.image_data.set_data(_preview_planes(stack.composite()), header)
