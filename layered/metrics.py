@@ -16,12 +16,14 @@ This module is the project's definition of the protocol used by LayerD and Qwen-
    by steps (1, 0), (0, 1) or (1, 1), so it is monotone (order-aware: a layer can match only layers
    at a compatible depth) and every layer on both sides is matched at least once; one layer may match
    several consecutive layers of the other side (one-to-many). The path with the least summed cost is
-   chosen (ties: diagonal steps first, then earlier predicted layers).
+   chosen (on ties, tracing the path back prefers the diagonal step, then a step back in the prediction).
 4. Score of an alignment: `rgb_l1` and `soft_iou` averaged over the pairs on the path, each pair
    counting once (so a layer matched to three layers weighs three times).
 5. Merges: for k = 1..max_merge, the merge of two adjacent layers -- in the prediction or in the
    ground truth -- that lowers the summed DTW cost most is applied (the upper layer composited over the
-   lower with Porter-Duff "over" in float) and the alignment re-scored. When no merge lowers the cost
+   lower with Porter-Duff "over" in float) and the alignment re-scored; on ties the first candidate wins,
+   prediction before ground truth, bottom pair first. The criterion is the summed cost the alignment
+   minimises, so the reported means need not improve at every k. When no merge lowers the cost
    (or both sides are down to one layer), the scores of the last k carry over to the remaining k.
    Merges are cumulative: the row for k is after k merges at most.
 6. Several samples: each k is the mean of the per-sample scores at that k (`mean_scores`).

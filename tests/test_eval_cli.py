@@ -89,6 +89,23 @@ def test_folders_of_folders_mean_and_samples(folders, capsys):
     assert code == 2 and out == "" and len(err.strip().splitlines()) == 1 and f"only in {folders / 'G'}: c)" in err
 
 
+def test_real_psd_against_layer_folders(shared_dir, tmp_path, capsys):
+    from layered import edits
+    from layered.formats import read_stack
+
+    psd = shared_dir / "psd-corpus" / "layer_comps.psd"  # a Photoshop face: 10 shape layers, 8 visible
+    stack = read_stack(psd)
+    stack.save(tmp_path / "same")
+    edits.merge_down(stack, 4).save(tmp_path / "merged")  # the two shapes of the left eye as one layer
+    code, out, _ = _eval(capsys, tmp_path / "same", psd, "--json")
+    assert code == 0 and all(r["rgb_l1"] == 0.0 and r["soft_iou"] == 1.0 for r in json.loads(out))
+    code, out, _ = _eval(capsys, tmp_path / "merged", psd, "--json", "--max-merge", "2")
+    rows = json.loads(out)
+    assert code == 0 and rows[0]["soft_iou"] < 0.95 and rows[0]["rgb_l1"] > 0.01
+    # one merge on the ground-truth side recovers it, up to the uint8 rounding of the merged layer
+    assert all(r["rgb_l1"] < 1e-3 and r["soft_iou"] > 0.999 for r in rows[1:])
+
+
 def _bad_inputs(tmp_path):
     good = tmp_path / "good"
     random_stack(np.random.default_rng(0), canvas=(12, 10), count=2).save(good)
