@@ -156,3 +156,8 @@ def test_bad_archives_are_input_errors(tmp_path, case):
     with pytest.raises(InputError) as info:
         read_stack(path)
     assert "\n" not in str(info.value)
+
+
+def test_control_characters_in_names_do_not_break_stack_xml(tmp_path):
+    stack = LayerStack(4, 4, (Layer(np.full((2, 2, 4), 255, np.uint8), 0, 0, "bell\x07 tab\t é 🎨"),))
+    assert read_stack(write_stack(stack, tmp_path / "names.ora"))[0].name == "bell tab\t é 🎨"

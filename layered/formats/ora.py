@@ -11,6 +11,7 @@ from __future__ import annotations
 import io
 import logging
 import os
+import re
 import tempfile
 import xml.etree.ElementTree as ET
 import zipfile
@@ -30,6 +31,8 @@ MIMETYPE = "image/openraster"
 THUMBNAIL_SIDE = 256
 MAX_STACK_XML = 16 * 1024**2
 _PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+# characters XML 1.0 cannot carry (control characters in layer names from other files)
+_XML_INVALID = re.compile("[^\x09\x0a\x0d\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
 
 
 def write(stack: LayerStack, path: str | os.PathLike) -> Path:
@@ -46,7 +49,7 @@ def write(stack: LayerStack, path: str | os.PathLike) -> Path:
             ET.SubElement(
                 root,
                 "layer",
-                name=layer.name,
+                name=_XML_INVALID.sub("", layer.name),
                 src=src,
                 x=str(layer.x),
                 y=str(layer.y),
@@ -85,7 +88,9 @@ def read(path: str | os.PathLike) -> LayerStack:
     path = Path(path)
     with open_zip(path) as zf, tempfile.TemporaryDirectory(prefix="layered-ora-") as tmp:
         names = set(zf.namelist())
-        if "mimetype" in names and zf.read("mimetype").strip() != MIMETYPE.encode():
+        if "mimetype" in names and (
+            zf.getinfo("mimetype").file_size > 64 or zf.read("mimetype").strip() != MIMETYPE.encode()
+        ):
             raise InputError(f"{path}: not an OpenRaster file (mimetype is not {MIMETYPE})")
         if "stack.xml" not in names:
             raise InputError(f"{path}: no stack.xml (not an OpenRaster file)")
