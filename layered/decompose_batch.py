@@ -1,0 +1,108 @@
+"""Batch decomposition for `layered decompose`: input discovery, output names, one input at a time.
+
+Light (no torch): the decomposer is a callable given by the caller (classic method or model pipeline).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Callable, Iterable
+from pathlib import Path
+
+import numpy as np
+
+from layered.errors import InputError, LayeredError
+from layered.fileio import open_image, safe_filename, to_rgba_array
+from layered.formats import read_stack, write_stack
+from layered.layer_tools import split_layer
+from layered.stack import LAYERS_JSON, LayerStack
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff", ".gif")
+STACK_SUFFIXES = (".psd", ".psb", ".ora")
+
+Decomposer = Callable[[np.ndarray], LayerStack]
+
+
+def collect_inputs(paths: Iterable[str | os.PathLike]) -> list[Path]:
+    """Files as given; a folder gives its images (sorted, not recursive), or itself when it is a layer folder."""
+    found: list[Path] = []
+    for raw in paths:
+        path = Path(raw)
+        if path.is_dir() and not (path / LAYERS_JSON).is_file():
+            found.extend(sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES))
+        else:
+            found.append(path)  # missing files fail later, one line each, and the batch goes on
+    return found
+
+
+def output_names(inputs: list[Path]) -> list[str]:
+    """One safe, unique folder name per input (its stem; "-2", "-3"... when stems repeat)."""
+    names, seen = [], set()
+    for path in inputs:
+        stem = safe_filename(path.stem if path.suffix else path.name, default="image")
+        name, k = stem, 1
+        while name.lower() in seen:
+            k += 1
+            name = f"{stem}-{k}"
+        seen.add(name.lower())
+        names.append(name)
+    return names
+
+
+def load_input(path: Path, recursive: int | None) -> np.ndarray | LayerStack:
+    """An image as RGBA pixels; with `recursive`, a layer folder, PSD or ORA is read as a stack to split."""
+    if recursive is not None and (path.is_dir() or path.suffix.lower() in STACK_SUFFIXES):
+        return read_stack(path)
+    if path.is_dir():
+        raise InputError(f"{path}: a layer folder is an input only with --recursive")
+    return to_rgba_array(open_image(path))
+
+
+def decompose_one(
+    path: Path,
+    name: str,
+    out_dir: Path,
+    decompose: Decomposer,
+    exports: tuple[str, ...] = (),
+    recursive: int | None = None,
+    split: Decomposer | None = None,
+) -> Path:
+    """Decompose one input into `out_dir/name/` (a layer folder) plus `out_dir/name.<kind>` per export."""
+    source = load_input(path, recursive)
+    stack = source if isinstance(source, LayerStack) else decompose(source)
+    if recursive is not None:
+        if not -len(stack) <= recursive < len(stack):
+            raise InputError(f"{path}: --recursive {recursive} but the stack has {len(stack)} layers")
+        stack = split_layer(stack, recursive, split or decompose)
+    folder = stack.save(out_dir / name)
+    for kind in exports:
+        write_stack(stack, out_dir / f"{name}.{kind}", kind)
+    return folder
+
+
+def run_batch(
+    items: list[tuple[Path, str]],
+    out_dir: Path,
+    decompose: Decomposer,
+    exports: tuple[str, ...] = (),
+    recursive: int | None = None,
+    split: Decomposer | None = None,
+    prog: str = "layered decompose",
+) -> int:
+    """Decompose every (input, name); a failing input prints one line and the batch goes on. Returns failures."""
+    from tqdm.auto import tqdm
+
+    failures = 0
+    for path, name in tqdm(items, desc="decompose", unit="image", disable=None, file=sys.stderr):
+        try:
+            decompose_one(path, name, out_dir, decompose, exports, recursive, split)
+        except LayeredError as exc:
+            failures += 1
+            tqdm.write(f"{prog}: error: {exc}", file=sys.stderr)
+        except Exception as exc:  # a bug on one input must not lose the rest of the batch
+            if os.environ.get("LAYERED_DEBUG"):
+                raise
+            failures += 1
+            tqdm.write(f"{prog}: internal error on {path}: {type(exc).__name__}: {exc}", file=sys.stderr)
+    return failures
