@@ -669,7 +669,8 @@ def _block_sum(a: np.ndarray, f: int) -> np.ndarray:
 def _fill(values: np.ndarray, known: np.ndarray, first: int = 1) -> np.ndarray:
     """`values` (H x W x C float) with unknown pixels filled by push-pull interpolation of the known ones.
 
-    The first pyramid step reduces by `first` (speed); known pixels keep their exact values.
+    The first pyramid step reduces by `first` (speed), so known pixels get their block's mean: callers copy
+    the pixels they show from the image.
     """
     h, w = known.shape
     v = _block_sum(values * known[..., None], first)
@@ -685,10 +686,10 @@ def _fill(values: np.ndarray, known: np.ndarray, first: int = 1) -> np.ndarray:
     for v, wgt in reversed(levels[:-1]):
         up = np.repeat(np.repeat(filled, 2, axis=0), 2, axis=1)[: wgt.shape[0], : wgt.shape[1]]
         filled = np.where((wgt > 0)[..., None], v / np.maximum(wgt, 1e-12)[..., None], up)
-    filled = np.repeat(np.repeat(filled, first, axis=0), first, axis=1)[:h, :w] if first > 1 else filled
-    filled = np.ascontiguousarray(filled, dtype=np.float32)
-    filled[known] = values[known]
-    return filled
+    if first > 1:
+        fh, fw, c = filled.shape
+        filled = np.broadcast_to(filled[:, None, :, None, :], (fh, first, fw, first, c)).reshape(fh * first, -1, c)
+    return np.ascontiguousarray(filled[:h, :w], dtype=np.float32)
 
 
 def _synthesise(rgb, owner_small, order, fills, groups, factor) -> LayerStack:
@@ -780,14 +781,15 @@ def _synthesise(rgb, owner_small, order, fills, groups, factor) -> LayerStack:
 
 def _layer_from_crop(colour: np.ndarray, alpha: np.ndarray, sl: tuple[slice, slice], name: str) -> Layer:
     """A Layer from crop-sized float colour and alpha, cropped to its content and placed on the canvas."""
-    rows, cols = np.flatnonzero((alpha >= 0.5 / 255.0).any(axis=1)), np.flatnonzero((alpha >= 0.5 / 255.0).any(axis=0))
+    a8 = _to_uint8(alpha)
+    rows, cols = np.flatnonzero(a8.any(axis=1)), np.flatnonzero(a8.any(axis=0))
     if rows.size == 0:
         return Layer(np.zeros((0, 0, 4), np.uint8), 0, 0, name)
     box = (slice(rows[0], rows[-1] + 1), slice(cols[0], cols[-1] + 1))
     pixels = np.empty((rows[-1] + 1 - rows[0], cols[-1] + 1 - cols[0], 4), np.uint8)
+    pixels[..., 3] = a8[box]
     pixels[..., :3] = _to_uint8(colour[box])
-    pixels[..., 3] = _to_uint8(alpha[box])
-    pixels[pixels[..., 3] == 0, :3] = 0
+    pixels[..., :3] *= (pixels[..., 3:] > 0).astype(np.uint8)  # RGB 0 where fully transparent
     return Layer(pixels, sl[1].start + box[1].start, sl[0].start + box[0].start, name)
 
 
@@ -799,7 +801,7 @@ def _name(index: int, groups: _Groups, g: int, opacity: float) -> str:
 
 
 def _to_uint8(values: np.ndarray) -> np.ndarray:
-    out = np.clip(values, 0.0, 1.0)
-    out *= 255.0
+    out = values * 255.0
     out += 0.5
+    np.clip(out, 0.0, 255.0, out=out)
     return out.astype(np.uint8)

@@ -1,0 +1,110 @@
+"""Classic decomposer speed and memory: `decompose_classic` vs a naive posterisation baseline, same images, one run.
+
+The baseline is the obvious "fast start": Pillow's median-cut `quantize` to the same number of colours and
+one hard-edged layer per colour (no edges, translucency, order or background fill). Both are timed at
+256 px (a synthetic flat design drawn here) and on the real illustrations in ../shared/images (1328 px and
+1664 x 928). Prints seconds per image (best of N), the ratio ours / baseline, peak traced memory of ours,
+and the recomposition PSNR of both (how faithfully the layers rebuild the input).
+Run: python benchmarks/bench_classic.py [--repeat 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+import tracemalloc
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageDraw
+
+from layered.classic import decompose_classic
+from layered.stack import Layer, LayerStack
+
+SHARED_IMAGES = Path(__file__).resolve().parents[1].parent / "shared" / "images"
+
+
+def flat_design(size: int = 256) -> np.ndarray:
+    """A flat design: background, two overlapping shapes, one translucent ellipse, one triangle (4x supersampled)."""
+    big = size * 4
+    canvas = Image.new("RGBA", (big, big), (240, 236, 220, 255))
+    for kind, geometry, colour in (
+        ("rectangle", (0.10, 0.15, 0.55, 0.60), (200, 40, 40, 255)),
+        ("ellipse", (0.40, 0.35, 0.85, 0.80), (30, 70, 200, 140)),
+        ("polygon", ((0.70, 0.05), (0.95, 0.45), (0.55, 0.40)), (60, 60, 60, 255)),
+    ):
+        shape = Image.new("RGBA", (big, big), (*colour[:3], 0))
+        draw = ImageDraw.Draw(shape)
+        if kind == "polygon":
+            draw.polygon([(x * big, y * big) for x, y in geometry], fill=colour)
+        else:
+            getattr(draw, kind)([round(v * big) for v in geometry], fill=colour)
+        canvas = Image.alpha_composite(canvas, shape)
+    return np.asarray(canvas.convert("RGB").reduce(4))
+
+
+def posterise(image: np.ndarray, layers: int) -> LayerStack:
+    """The baseline: median-cut quantisation, one hard-alpha layer per palette colour, largest first."""
+    quantised = Image.fromarray(image).quantize(colors=layers, method=Image.Quantize.MEDIANCUT)
+    index = np.asarray(quantised)
+    palette = np.asarray(quantised.getpalette()[: 3 * layers], np.uint8).reshape(-1, 3)
+    used = np.argsort(-np.bincount(index.ravel(), minlength=len(palette)))
+    out = []
+    for k in used:
+        mask = index == k
+        if not mask.any():
+            continue
+        canvas = np.zeros((*index.shape, 4), np.uint8)
+        canvas[mask, :3] = palette[k]
+        canvas[mask, 3] = 255
+        out.append(Layer.from_canvas(canvas, f"colour {k}"))
+    return LayerStack(image.shape[1], image.shape[0], tuple(out))
+
+
+def psnr(stack: LayerStack, image: np.ndarray) -> float:
+    mse = np.mean((stack.composite()[..., :3].astype(np.float64) - image) ** 2)
+    return float("inf") if mse == 0 else 10 * np.log10(255.0**2 / mse)
+
+
+def best_time(fn, repeat: int) -> float:
+    times = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return min(times)
+
+
+def peak_mib(fn) -> float:
+    tracemalloc.start()
+    fn()
+    peak = tracemalloc.get_traced_memory()[1] / 2**20
+    tracemalloc.stop()
+    return peak
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeat", type=int, default=3)
+    args = parser.parse_args()
+    images = [("flat design 256 px", flat_design())]
+    for path in sorted(SHARED_IMAGES.glob("*.png")):
+        images.append((f"{path.name} {Image.open(path).size}", np.asarray(Image.open(path).convert("RGB"))))
+    print(f"best of {args.repeat}; layers='auto' for ours, the same count for the baseline")
+    header = ("image", "layers", "ours s", "base s", "ratio", "peak MiB", "PSNR ours/base")
+    print("{:34s} {:>6s} {:>8s} {:>8s} {:>6s} {:>9s} {:>15s}".format(*header))
+    for name, image in images:
+        stack = decompose_classic(image)
+        count = len(stack)
+        base = posterise(image, count)
+        ours = best_time(lambda image=image: decompose_classic(image), args.repeat)
+        baseline = best_time(lambda image=image, count=count: posterise(image, count), args.repeat)
+        peak = peak_mib(lambda image=image: decompose_classic(image))
+        print(
+            f"{name:34s} {len(stack):6d} {ours:8.3f} {baseline:8.3f} {ours / baseline:6.2f} {peak:9.1f} "
+            f"{psnr(stack, image):7.1f}/{psnr(base, image):.1f}"
+        )
+
+
+if __name__ == "__main__":
+    main()
