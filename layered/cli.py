@@ -16,6 +16,7 @@ from layered.errors import LayeredError
 COMMANDS = {
     "compose": "flatten a layer folder, PSD or ORA into one PNG",
     "eval": "score predicted layers against ground truth (LayerD protocol)",
+    "decompose": "split images into RGBA layers (model or classic method)",
 }
 
 
