@@ -1,0 +1,59 @@
+"""`layered train vae|mmdit CONFIG`: flags override the config; the same entry runs under `accelerate launch`."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from training.config import load_config
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("task", choices=["vae", "mmdit"], help="what to train: the RGBA-VAE or the VLD-MMDiT")
+    parser.add_argument("config", metavar="CONFIG.yaml", help="training config (see training/configs/)")
+    parser.add_argument("--data", metavar="DIR", help="dataset folder of Parquet shards (overrides data.path)")
+    parser.add_argument("--output-dir", metavar="DIR", help="where checkpoints, logs and the output go")
+    parser.add_argument("--max-steps", type=int, metavar="N", help="optimizer steps (overrides train.max_steps)")
+    parser.add_argument("--vae", metavar="DIR", help="RGBA-VAE folder an MMDiT run uses (overrides model.vae)")
+    parser.add_argument("--init-from", metavar="DIR", help="start from the previous stage's output folder")
+    parser.add_argument("--cache", metavar="DIR", help="latent/text-embedding cache folder (overrides data.cache)")
+    parser.add_argument("--build-cache", action="store_true", help="write the cache (--cache DIR) and exit")
+    parser.add_argument("--resume", action="store_true", help="continue from the newest checkpoint in the output")
+    parser.add_argument("--dry-run", action="store_true", help="print model size, tokens and memory; no training")
+
+
+def run(args: argparse.Namespace) -> int:
+    overrides = {
+        "task": args.task,
+        "data.path": args.data,
+        "output_dir": args.output_dir,
+        "train.max_steps": args.max_steps,
+        "model.vae": args.vae,
+        "model.init_from": args.init_from,
+        "data.cache": None if args.build_cache else args.cache,
+    }
+    config = load_config(args.config, overrides)
+    if args.dry_run:
+        from training.dry_run import dry_run
+
+        print(json.dumps(dry_run(config)))
+        return 0
+    if args.build_cache:
+        from layered.errors import InputError
+        from training.cache import write_cache
+
+        if not args.cache:
+            raise InputError("--build-cache needs --cache DIR")
+        print(f"wrote {write_cache(config, args.cache)}")
+        return 0
+    if config.task == "vae":
+        from training.vae import train_vae
+
+        result = train_vae(config, resume=args.resume)
+    else:
+        from training.mmdit import train_mmdit
+
+        result = train_mmdit(config, resume=args.resume)
+    if result.get("output"):
+        print(f"wrote {result['output']} (step {result['step']}, last loss {result['losses'][-1]:.4g})")
+    return 0
