@@ -15,8 +15,10 @@ from layered.errors import LayeredError
 
 COMMANDS = {
     "compose": "flatten a layer folder, PSD or ORA into one PNG",
+    "psd": "PSD tools: build a dataset, inspect a file, synthesise designs",
     "eval": "score predicted layers against ground truth (LayerD protocol)",
     "decompose": "split images into RGBA layers (model or classic method)",
+    "train": "train the RGBA-VAE or the VLD-MMDiT (also under accelerate launch)",
 }
 
 
