@@ -1,0 +1,318 @@
+"""`layered psd build`: a folder of PSD files -> Parquet shards + manifest, in parallel and resumable.
+
+Inputs are processed by a process pool; results are consumed in input order, so the output does not
+depend on the number of workers. Every `checkpoint_every` inputs, or when the current shard is full,
+the shard is written atomically and then a checkpoint part (`.build/parts/NNNNN.json`) with the
+manifest records it covers. `--resume` reloads the parts and starts after the last one: the rows are
+the same as a clean build's because shard boundaries depend only on the (deterministic) results.
+A worker that dies (segfault, killed for memory) breaks the pool: the files that were in flight are
+rerun one by one in fresh pools, and the one that kills its worker again is recorded as `crashed`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import logging
+import os
+import sys
+import time
+import warnings
+from collections.abc import Callable, Iterator
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from pathlib import Path
+
+from layered.errors import InputError, LayeredError
+from layered.fileio import atomic_path
+from psd_pipeline.report import make_report
+from psd_pipeline.sample import SampleOptions, process_file
+from psd_pipeline.shards import row_bytes, write_shard
+
+SUFFIXES = (".psd", ".psb")
+STATE_DIR = ".build"
+
+
+@dataclasses.dataclass(frozen=True)
+class BuildConfig:
+    src: Path
+    out: Path
+    options: SampleOptions = SampleOptions()
+    workers: int = 1
+    resume: bool = False
+    num_shards: int = 1
+    shard_index: int = 0
+    caption_model: str | None = None
+    shard_rows: int = 500
+    shard_bytes: int = 256 << 20
+    checkpoint_every: int = 200
+    progress: bool = True
+
+
+def find_inputs(src: str | os.PathLike) -> list[str]:
+    """Relative POSIX paths of every .psd/.psb file under `src`, sorted (symlinked folders not followed)."""
+    src = Path(src)
+    found = []
+    for root, dirs, files in os.walk(src):
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        for name in files:
+            if name.lower().endswith(SUFFIXES) and not name.startswith("."):
+                found.append((Path(root) / name).relative_to(src).as_posix())
+    return sorted(found)
+
+
+def in_partition(relative: str, num_shards: int, shard_index: int) -> bool:
+    """Deterministic partition by a hash of the relative path: stable when other files come and go."""
+    digest = hashlib.sha1(relative.encode("utf-8", "surrogateescape")).digest()
+    return int.from_bytes(digest[:8], "big") % num_shards == shard_index
+
+
+def shard_name(config: BuildConfig, number: int) -> str:
+    part = "" if config.num_shards == 1 else f"p{config.shard_index:04d}of{config.num_shards:04d}-"
+    return f"data-{part}{number:05d}.parquet"
+
+
+def validate(config: BuildConfig) -> None:
+    """Refuse what cannot run at all (exit status 2 from the CLI)."""
+    if not config.src.is_dir():
+        raise InputError(f"{config.src}: not a folder")
+    if config.workers < 1:
+        raise InputError("--workers must be at least 1")
+    if config.options.max_layers < 1:
+        raise InputError("--max-layers must be at least 1")
+    if config.options.max_side is not None and config.options.max_side < 8:
+        raise InputError("--max-side must be at least 8")
+    if not 0 <= config.options.min_visible < 1:
+        raise InputError("--min-visible must be in [0, 1)")
+    if config.num_shards < 1 or not 0 <= config.shard_index < config.num_shards:
+        raise InputError("--shard-index must be in [0, --num-shards)")
+    out = config.out.resolve()
+    if out == config.src.resolve():
+        raise InputError("the output folder must not be the source folder")
+    if out.exists() and not out.is_dir():
+        raise InputError(f"{config.out}: exists and is not a folder")
+    if out.exists() and not config.resume and any(out.iterdir()):
+        raise InputError(f"{config.out}: not empty (use --resume to continue a build, or another folder)")
+
+
+def build(config: BuildConfig, log: Callable[[str], None] | None = None) -> dict:
+    """Run (or resume) the build and return the report; bad files are outcomes, never exceptions."""
+    log = log or (lambda message: print(message, file=sys.stderr))
+    validate(config)
+    inputs = [p for p in find_inputs(config.src) if in_partition(p, config.num_shards, config.shard_index)]
+    state = config.out / STATE_DIR
+    fingerprint = _fingerprint(config, inputs)
+    try:
+        (state / "parts").mkdir(parents=True, exist_ok=True)
+        done_records, next_index, next_shard = _load_state(state, fingerprint, config.resume)
+        if not (state / "config.json").exists():
+            with atomic_path(state / "config.json") as tmp:
+                tmp.write_text(json.dumps(fingerprint, indent=1) + "\n", encoding="utf-8")
+    except OSError as exc:
+        raise LayeredError(f"cannot write to {config.out}: {exc}") from None
+    if next_index:
+        log(f"resuming: {next_index} of {len(inputs)} inputs already done")
+    captioner = _captioner(config, log)
+    start = time.perf_counter()
+    writer = _Writer(config, state, next_index, next_shard)
+    tasks = [(i, str(config.src / inputs[i]), inputs[i]) for i in range(next_index, len(inputs))]
+    bar = _progress(config, len(inputs), next_index)
+    run_layers = 0
+    try:
+        for index, result in run_ordered(tasks, config.workers, config.options):
+            if result["row"] is not None:
+                run_layers += len(result["row"]["layers"])
+                if captioner is not None:
+                    result["row"] = captioner(result["row"])
+            writer.add(index, result)
+            if bar is not None:
+                bar.update(1)
+                bar.set_postfix_str(result["record"]["outcome"], refresh=False)
+        writer.flush(len(inputs))
+    except OSError as exc:
+        raise LayeredError(f"cannot write to {config.out}: {exc}") from None
+    finally:
+        if bar is not None:
+            bar.close()
+    seconds = time.perf_counter() - start
+    records = done_records + writer.records
+    report = make_report(records, len(tasks), run_layers, seconds, config)
+    try:
+        _finish(config, records, report)
+    except OSError as exc:
+        raise LayeredError(f"cannot write to {config.out}: {exc}") from None
+    return report
+
+
+class _Writer:
+    """Buffers results in input order and commits shard + checkpoint part at deterministic boundaries."""
+
+    def __init__(self, config: BuildConfig, state: Path, next_index: int, next_shard: int) -> None:
+        self.config, self.state = config, state
+        self.first = next_index
+        self.shard = next_shard
+        self.rows: list[dict] = []
+        self.pending: list[dict] = []
+        self.records: list[dict] = []
+        self.size = 0
+
+    def add(self, index: int, result: dict) -> None:
+        self.pending.append(result["record"])
+        if result["row"] is not None:
+            self.rows.append(result["row"])
+            self.size += row_bytes(result["row"])
+        full = len(self.rows) >= self.config.shard_rows or self.size >= self.config.shard_bytes
+        if full or len(self.pending) >= self.config.checkpoint_every:
+            self.flush(index + 1)
+
+    def flush(self, next_index: int) -> None:
+        if not self.pending and next_index == self.first:
+            return
+        name = None
+        if self.rows:
+            name = shard_name(self.config, self.shard)
+            write_shard(self.rows, self.config.out / name)
+            self.shard += 1
+        part = {"first": self.first, "next": next_index, "shard": name, "records": self.pending}
+        with atomic_path(self.state / "parts" / f"{self.first:08d}.json") as tmp:
+            tmp.write_text(json.dumps(part, ensure_ascii=False) + "\n", encoding="utf-8")
+        self.records.extend(self.pending)
+        self.first, self.rows, self.pending, self.size = next_index, [], [], 0
+
+
+def run_ordered(
+    tasks: list[tuple[int, str, str]], workers: int, options: SampleOptions, func: Callable = process_file
+) -> Iterator[tuple[int, dict]]:
+    """Process tasks (index, path, relative) with `func` in a process pool; yield (index, result) in task order."""
+    position = 0
+    window = max(2, workers * 3)
+    while position < len(tasks):
+        pool = ProcessPoolExecutor(max_workers=workers, initializer=_worker_init)
+        futures: dict[int, object] = {}
+        broken = False
+        try:
+            submitted = position
+            while position < len(tasks):
+                while submitted < len(tasks) and submitted < position + window:
+                    index, path, relative = tasks[submitted]
+                    futures[submitted] = pool.submit(func, path, relative, options)
+                    submitted += 1
+                try:
+                    result = futures.pop(position).result()
+                except BrokenProcessPool:
+                    broken = True
+                    break
+                yield tasks[position][0], result
+                position += 1
+        finally:
+            pool.shutdown(wait=not broken, cancel_futures=True)
+        if broken:
+            # everything in flight is a suspect: rerun each alone so only the culprit is blamed
+            suspects = range(position, min(submitted, len(tasks)))
+            for k in suspects:
+                yield tasks[k][0], _run_isolated(tasks[k], options, func)
+            position = max(position, submitted)
+
+
+def _run_isolated(task: tuple[int, str, str], options: SampleOptions, func: Callable) -> dict:
+    _index, path, relative = task
+    with ProcessPoolExecutor(max_workers=1, initializer=_worker_init) as pool:
+        try:
+            return pool.submit(func, path, relative, options).result()
+        except BrokenProcessPool:
+            pass
+    record = {"path": relative, "sha256": _sha_or_none(path), "outcome": "crashed", "reason": "worker-died"}
+    record.update({"detail": "the worker process died while reading this file (crash or out of memory)"})
+    record.update({"psnr": None, "layers_before": None, "layers_after": None, "reference": None, "seconds": None})
+    return {"record": record, "row": None}
+
+
+def _sha_or_none(path: str) -> str | None:
+    from psd_pipeline.sample import sha256_file
+
+    try:
+        return sha256_file(path)
+    except OSError:
+        return None
+
+
+def _worker_init() -> None:
+    warnings.simplefilter("ignore")
+    logging.getLogger("psd_tools").setLevel(logging.CRITICAL)
+
+
+def _fingerprint(config: BuildConfig, inputs: list[str]) -> dict:
+    options = dataclasses.asdict(config.options)
+    listing = hashlib.sha256("\n".join(inputs).encode("utf-8", "surrogateescape")).hexdigest()
+    return {
+        "options": options,
+        "num_shards": config.num_shards,
+        "shard_index": config.shard_index,
+        "shard_rows": config.shard_rows,
+        "shard_bytes": config.shard_bytes,
+        "checkpoint_every": config.checkpoint_every,
+        "caption_model": config.caption_model,
+        "inputs": len(inputs),
+        "inputs_sha256": listing,
+    }
+
+
+def _load_state(state: Path, fingerprint: dict, resume: bool) -> tuple[list[dict], int, int]:
+    saved = state / "config.json"
+    if not saved.exists():
+        return [], 0, 0
+    if not resume:
+        raise InputError(f"{state.parent}: holds a build already (use --resume)")
+    try:
+        previous = json.loads(saved.read_text(encoding="utf-8"))
+    except ValueError:
+        previous = None
+    if previous != fingerprint:
+        raise InputError(f"{state.parent}: built with other options or inputs; --resume needs the same ones")
+    records, next_index, shard = [], 0, 0
+    for part_path in sorted((state / "parts").glob("*.json")):
+        part = json.loads(part_path.read_text(encoding="utf-8"))
+        if part["first"] != next_index:
+            break  # a later part without its predecessor cannot happen with atomic writes; stop here
+        records.extend(part["records"])
+        next_index = part["next"]
+        shard += part["shard"] is not None
+    return records, next_index, shard
+
+
+def _finish(config: BuildConfig, records: list[dict], report: dict) -> None:
+    referenced = {shard_name(config, k) for k in range(report["shards"])}
+    for stray in config.out.glob("data-*.parquet"):
+        if stray.name not in referenced:
+            stray.unlink()
+    _write_jsonl(config.out / "manifest.jsonl", records)
+    _write_jsonl(config.out / "failures.jsonl", [r for r in records if r["outcome"] != "accepted"])
+    with atomic_path(config.out / "report.json") as tmp:
+        tmp.write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+
+
+def _write_jsonl(path: Path, records: list[dict]) -> None:
+    with atomic_path(path) as tmp:
+        with open(tmp, "w", encoding="utf-8") as f:
+            for record in records:
+                f.write(json.dumps(record, ensure_ascii=False) + "\n")
+
+
+def _progress(config: BuildConfig, total: int, done: int):
+    if not config.progress:
+        return None
+    from tqdm import tqdm
+
+    return tqdm(total=total, initial=done, unit="file", desc="psd build", disable=None, dynamic_ncols=True)
+
+
+def _captioner(config: BuildConfig, log: Callable[[str], None]):
+    if config.options.caption != "vlm":
+        return None
+    from psd_pipeline.caption import load_vlm_captioner
+
+    captioner, why_not = load_vlm_captioner(config.caption_model)
+    if captioner is None:
+        log(f"captions skipped: {why_not}")
+    return captioner
