@@ -5,7 +5,10 @@ one hard-edged layer per colour (no edges, translucency, order or background fil
 256 px (a synthetic flat design drawn here) and on the real illustrations in ../shared/images (1328 px and
 1664 x 928). Prints seconds per image (best of N), the ratio ours / baseline, peak traced memory of ours,
 and the recomposition PSNR of both (how faithfully the layers rebuild the input).
-Run: python benchmarks/bench_classic.py [--repeat 3]
+With --layerd N it also scores N random flat designs (seeded; background + 1-4 shapes, some overlapping,
+some translucent) with the LayerD protocol (`layered.metrics`) at merge 0 and 2: ours with the true layer
+count, ours with "auto", and the one-opaque-layer baseline.
+Run: python benchmarks/bench_classic.py [--repeat 3] [--layerd 100 --size 128]
 """
 
 from __future__ import annotations
@@ -61,6 +64,52 @@ def posterise(image: np.ndarray, layers: int) -> LayerStack:
     return LayerStack(image.shape[1], image.shape[0], tuple(out))
 
 
+def random_design(rng: np.random.Generator, size: int) -> tuple[np.ndarray, list[np.ndarray]]:
+    """(RGB image, ground-truth full-canvas RGBA layers bottom-first): background + 1-4 anti-aliased shapes."""
+    big = size * 4
+    layers = [np.asarray(Image.new("RGBA", (size, size), (*rng.integers(0, 256, 3).tolist(), 255)))]
+    for _ in range(int(rng.integers(1, 5))):
+        colour = (*rng.integers(0, 256, 3).tolist(), 255 if rng.random() < 0.75 else int(rng.integers(110, 210)))
+        shape = Image.new("RGBA", (big, big), (*colour[:3], 0))
+        draw = ImageDraw.Draw(shape)
+        w, h = rng.uniform(0.2, 0.5, 2) * big
+        x0, y0 = rng.uniform(0.0, big - w), rng.uniform(0.0, big - h)
+        kind = rng.choice(["rectangle", "ellipse", "triangle"])
+        if kind == "triangle":
+            draw.polygon([(x0 + w / 2, y0), (x0 + w, y0 + h), (x0, y0 + h)], fill=colour)
+        else:
+            getattr(draw, kind)([x0, y0, x0 + w, y0 + h], fill=colour)
+        layers.append(np.asarray(shape.reduce(4)))
+    out = Image.new("RGBA", (size, size))
+    for layer in layers:
+        out = Image.alpha_composite(out, Image.fromarray(layer))
+    return np.asarray(out)[..., :3].copy(), layers
+
+
+def layerd(count: int, size: int) -> None:
+    """Mean LayerD scores over `count` random designs for ours (true N, auto) and the one-layer baseline."""
+    from layered.metrics import evaluate, mean_scores
+
+    rng = np.random.default_rng(2024)
+    runs: dict[str, list] = {"classic, N = truth": [], "classic, auto": [], "one opaque layer": []}
+    auto_exact = 0
+    for _ in range(count):
+        image, truth = random_design(rng, size)
+        exact = decompose_classic(image, len(truth))
+        auto = decompose_classic(image)
+        auto_exact += len(auto) == len(truth)
+        opaque = [np.dstack([image, np.full(image.shape[:2], 255, np.uint8)])]
+        for name, pred in zip(runs, (exact, auto, opaque), strict=True):
+            runs[name].append(evaluate(pred, truth, max_merge=2))
+    print(f"LayerD protocol, {count} random flat designs at {size} px (1-4 shapes, 25% translucent)")
+    print(f"{'method':22s} {'L1 m0':>7s} {'IoU m0':>7s} {'L1 m2':>7s} {'IoU m2':>7s}")
+    for name, scores in runs.items():
+        rows = {row["merge"]: row for row in mean_scores(scores)}
+        m0, m2 = rows[0], rows[2]
+        print(f"{name:22s} {m0['rgb_l1']:7.4f} {m0['soft_iou']:7.4f} {m2['rgb_l1']:7.4f} {m2['soft_iou']:7.4f}")
+    print(f"auto found the true layer count in {auto_exact}/{count} designs")
+
+
 def psnr(stack: LayerStack, image: np.ndarray) -> float:
     mse = np.mean((stack.composite()[..., :3].astype(np.float64) - image) ** 2)
     return float("inf") if mse == 0 else 10 * np.log10(255.0**2 / mse)
@@ -86,7 +135,11 @@ def peak_mib(fn) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--layerd", type=int, default=0, metavar="N", help="also score N random designs (LayerD)")
+    parser.add_argument("--size", type=int, default=128, help="design size for --layerd")
     args = parser.parse_args()
+    if args.layerd:
+        layerd(args.layerd, args.size)
     images = [("flat design 256 px", flat_design())]
     for path in sorted(SHARED_IMAGES.glob("*.png")):
         images.append((f"{path.name} {Image.open(path).size}", np.asarray(Image.open(path).convert("RGB"))))

@@ -65,14 +65,10 @@ def decompose_classic(
     factor = max(1, math.ceil(max(height, width) / analysis_size))
     small = np.asarray(Image.fromarray(rgb).reduce(factor)) if factor > 1 else rgb
     flat = _flat_mask(small)
-    palette, pal_map = _palette(small, flat)
-    pal_map = _settle_edges(small, flat, pal_map, palette)
     speck = max(2, int(min_area * small.shape[0] * small.shape[1]))
-    regions = _regions(pal_map, speck)
-    if count is not None and _group_count(regions) < count:
-        regions = _regions(pal_map, 1)  # keep even specks when more layers were asked for than colours found
-    groups = _Groups(regions, pal_map, palette, small, flat)
-    groups.detect_semi_transparent()
+    groups = _analyse(small, flat, speck, _PALETTE_MERGE)
+    if count is not None and len(groups.alive) < count:  # more layers asked for than colours found: look closer
+        groups = _analyse(small, flat, 2, _PALETTE_MERGE / 3)
     if count is None:
         groups.merge(target=None, max_layers=max_layers)
     else:
@@ -83,6 +79,15 @@ def decompose_classic(
     if count is not None and len(order) < count:
         owner, order = _split_to(owner, order, count, groups)
     return _synthesise(rgb, owner, order, fills, groups, factor)
+
+
+def _analyse(small: np.ndarray, flat: np.ndarray, speck: int, palette_merge: float) -> _Groups:
+    """Palette, edge settling, regions and colour groups (with translucent shapes found) of the analysis image."""
+    palette, pal_map = _palette(small, flat, palette_merge)
+    pal_map = _settle_edges(small, flat, pal_map, palette)
+    groups = _Groups(_regions(pal_map, speck), pal_map, palette, small, flat)
+    groups.detect_semi_transparent()
+    return groups
 
 
 def _parse_layers(layers: int | str) -> int | None:
@@ -128,7 +133,7 @@ def _flat_mask(img: np.ndarray) -> np.ndarray:
     return diff <= _FLAT_TOL
 
 
-def _palette(img: np.ndarray, flat: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _palette(img: np.ndarray, flat: np.ndarray, merge: float = _PALETTE_MERGE) -> tuple[np.ndarray, np.ndarray]:
     """(K x 3 float palette, H x W palette index): frequent distinct colours of flat pixels, nearest-colour map."""
     bins = ((img[..., 0].astype(np.int32) >> 3) << 10) | ((img[..., 1].astype(np.int32) >> 3) << 5) | (img[..., 2] >> 3)
     sample = bins[flat] if flat.sum() >= 0.02 * flat.size else bins.ravel()
@@ -142,7 +147,7 @@ def _palette(img: np.ndarray, flat: np.ndarray) -> tuple[np.ndarray, np.ndarray]
     for i in np.argsort(-counts[used], kind="stable"):
         if counts[used[i]] < min_count or len(centres) >= _MAX_PALETTE:
             break
-        if not centres or np.min(np.linalg.norm(np.asarray(centres) - means[i], axis=1)) > _PALETTE_MERGE:
+        if not centres or np.min(np.linalg.norm(np.asarray(centres) - means[i], axis=1)) > merge:
             centres.append(means[i])
     if not centres:
         centres.append(pixels.reshape(-1, 3).mean(axis=0))
@@ -275,10 +280,6 @@ def _regions(pal_map: np.ndarray, speck: int) -> np.ndarray:
         labels = lut[labels]
     _, labels = np.unique(labels, return_inverse=True)
     return labels.reshape(pal_map.shape)
-
-
-def _group_count(regions: np.ndarray) -> int:
-    return int(regions.max()) + 1
 
 
 class _Groups:
