@@ -137,9 +137,11 @@ def run(args: argparse.Namespace) -> int:
 
     state = None
     if _distributed():
+        import torch
         from accelerate import PartialState
 
-        state = PartialState()
+        use_cpu = args.device == "cpu" or os.environ.get("ACCELERATE_USE_CPU", "").lower() in ("1", "true")
+        state = PartialState(cpu=use_cpu or not torch.cuda.is_available())  # CPU-only: gloo processes
     if method == "classic":
         decompose, split = _classic(args.layers)
     else:
