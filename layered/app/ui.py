@@ -1,0 +1,552 @@
+"""The Gradio Blocks of the web layer editor: open, decompose, edit one layer at a time, preview live, export.
+
+Every event handler takes the session's `EditorSession` (a `gr.State`, so browser sessions never share
+layers), does one thing, and returns the whole view: preview, layer panel (top-first, as in Photoshop;
+stored bottom-first), the selected layer's controls, the layer data as JSON and a status line. Bad input
+never raises out of a handler: it shows a warning toast and the status line, and the layers stay as they
+were. Every event has an `api_name`, so `gradio_client` can drive the editor.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+import gradio as gr
+import numpy as np
+
+from layered import edits
+from layered.app import decompose as dec
+from layered.app import render
+from layered.app.session import EditorSession, load_layer_image
+from layered.errors import LayeredError
+
+log = logging.getLogger("layered.app")
+
+UPLOAD_TYPES = [".png", ".jpg", ".jpeg", ".webp", ".psd", ".psb", ".ora"]
+IMAGE_TYPES = [".png", ".jpg", ".jpeg", ".webp"]
+LAYER_CHOICES = ["auto"] + [str(n) for n in range(1, dec.MAX_LAYERS + 1)]
+BEFORE, AFTER = "original", "edited"
+CSS = """
+#status p { margin: 0; }
+#status.error, #status .error { color: var(--error-text-color); }
+"""
+
+
+# ---- the view: everything a handler returns ---------------------------------------------------------
+
+
+def _session(session: EditorSession | None) -> EditorSession:
+    return session if isinstance(session, EditorSession) else EditorSession()
+
+
+def layer_label(stack, index: int) -> str:
+    layer = stack.layers[index]
+    flags = "" if layer.visible else " (hidden)"
+    return f"{index}: {layer.name or 'layer'}{flags}"
+
+
+def layer_data(session: EditorSession) -> dict:
+    """The current stack as plain data (bottom-first, like layers.json) for the JSON panel and API clients."""
+    stack = session.stack
+    if stack is None:
+        return {"width": 0, "height": 0, "layers": [], "selected": None, "can_undo": False, "can_redo": False}
+    layers = [
+        {
+            "index": i,
+            "name": layer.name,
+            "x": layer.x,
+            "y": layer.y,
+            "width": layer.width,
+            "height": layer.height,
+            "opacity": round(layer.opacity, 4),
+            "visible": layer.visible,
+        }
+        for i, layer in enumerate(stack.layers)
+    ]
+    selected = session.selected if stack.layers else None
+    return {
+        "width": stack.width,
+        "height": stack.height,
+        "layers": layers,
+        "selected": selected,
+        "can_undo": session.can_undo,
+        "can_redo": session.can_redo,
+    }
+
+
+def view(session: EditorSession, status: str = "", before: bool = False) -> tuple:
+    """The outputs of every editing handler, in the order of `EditorUI.view_outputs`."""
+    stack = session.stack
+    if stack is None:
+        empty = gr.update(choices=[], value=None)
+        return (session, None, [], empty, True, 1.0, "", 0, 0, layer_data(session), status, AFTER)
+    image = session.original if before and session.original is not None else stack.composite()
+    order = list(reversed(range(len(stack))))  # the panel lists layers top-first
+    thumbs = [(session.thumbnails.get(stack, i), layer_label(stack, i)) for i in order]
+    choices = [(layer_label(stack, i), i) for i in order]
+    if stack.layers:
+        layer = stack.layers[session.selected]
+        controls = (True, layer.visible, layer.opacity, layer.name, layer.x, layer.y)
+    else:
+        controls = (False, True, 1.0, "", 0, 0)
+    has_layer, visible, opacity, name, x, y = controls
+    return (
+        session,
+        render.preview(image),
+        thumbs,
+        gr.update(choices=choices, value=session.selected if has_layer else None),
+        visible,
+        opacity,
+        name,
+        x,
+        y,
+        layer_data(session),
+        status,
+        BEFORE if before else AFTER,
+    )
+
+
+def _message(exc: BaseException) -> str:
+    if isinstance(exc, (LayeredError, ValueError, IndexError, TypeError)):
+        return str(exc) or type(exc).__name__
+    log.exception("editor handler failed")
+    return f"internal error: {type(exc).__name__}: {exc}"
+
+
+def respond(session: EditorSession | None, action) -> tuple:
+    """Run `action(session) -> status text` and return the view; on any error keep the layers, show why."""
+    session = _session(session)
+    try:
+        status = action(session)
+    except Exception as exc:  # shown to the user: the app keeps serving and the session keeps its layers
+        message = _message(exc)
+        gr.Warning(message)
+        return view(session, f"**Error:** {message}")
+    return view(session, status)
+
+
+# ---- handlers ------------------------------------------------------------------------------------------
+
+
+def refresh(session):
+    """The view of the session as it is (page load)."""
+    return view(_session(session))
+
+
+def open_file(session, file):
+    """Open an uploaded image (one layer), PSD/PSB or ORA (its layers)."""
+
+    def act(s: EditorSession) -> str:
+        if not file:
+            return ""  # the upload was cleared: keep the document
+        stack = s.open_file(file)
+        kind = "layers" if len(stack) != 1 else "layer"
+        return f"Opened **{Path(file).name}**: {stack.width} x {stack.height}, {len(stack)} {kind}."
+
+    return respond(session, act)
+
+
+def _progress(progress) -> dec.Progress:
+    def report(fraction: float, text: str) -> None:
+        if progress is not None:
+            progress(min(max(fraction, 0.0), 1.0), desc=text)
+
+    return report
+
+
+def decompose(
+    session,
+    method,
+    model,
+    layers,
+    steps,
+    seed,
+    guidance,
+    resolution,
+    prompt,
+    progress=gr.Progress(),  # noqa: B008 (Gradio's convention for a progress bar)
+):
+    """Split the opened image into layers (classic method or a diffusion model)."""
+
+    def act(s: EditorSession) -> str:
+        settings = dec.Settings.parse(method, model, layers, steps, seed, guidance, resolution, prompt)
+        s.require_stack()
+        s.cancel.clear()
+        try:
+            stack = dec.decompose_image(s.original, settings, _progress(progress), s.cancel)
+        except dec.Cancelled:
+            return "Decomposition cancelled; the layers are unchanged."
+        if s.cancel.is_set():
+            return "Decomposition cancelled; the layers are unchanged."
+        s.push(stack, selected=len(stack) - 1)
+        return f"Decomposed into {len(stack)} layers ({settings.method})."
+
+    return respond(session, act)
+
+
+def decompose_layer(
+    session,
+    index,
+    method,
+    model,
+    layers,
+    steps,
+    seed,
+    guidance,
+    resolution,
+    prompt,
+    progress=gr.Progress(),  # noqa: B008
+):
+    """Split the selected layer again (recursive decomposition); the other layers are untouched."""
+
+    def act(s: EditorSession) -> str:
+        settings = dec.Settings.parse(method, model, layers, steps, seed, guidance, resolution, prompt)
+        i = s.check_index(index)
+        before = s.require_stack()
+        s.cancel.clear()
+        try:
+            stack = dec.decompose_layer(before, i, settings, _progress(progress), s.cancel)
+        except dec.Cancelled:
+            return "Decomposition cancelled; the layers are unchanged."
+        if s.cancel.is_set():
+            return "Decomposition cancelled; the layers are unchanged."
+        parts = len(stack) - len(before) + 1
+        s.push(stack, selected=i + parts - 1)
+        return f"Split layer {i} into {parts} layers."
+
+    return respond(session, act)
+
+
+def cancel(session):
+    """Stop a running decomposition of this session (the queue cancels the event too)."""
+    session = _session(session)
+    session.cancel.set()
+    return "Cancelling..."
+
+
+def select_layer(session, index):
+    """Show the controls of layer `index` (bottom-first)."""
+
+    def act(s: EditorSession) -> str:
+        s.select(s.check_index(index))
+        return ""
+
+    return respond(session, act)
+
+
+def pick_thumbnail(session, evt: gr.SelectData):
+    """A click on a thumbnail selects its layer (the panel is top-first)."""
+
+    def act(s: EditorSession) -> str:
+        stack = s.require_stack()
+        s.select(len(stack) - 1 - int(evt.index))
+        return ""
+
+    return respond(session, act)
+
+
+def _edit(session, index, fn, done: str, select=None):
+    """Apply `fn(stack, i)` to layer `index`; `select(i)` picks the layer selected afterwards (default: i)."""
+
+    def act(s: EditorSession) -> str:
+        i = s.check_index(index)
+        s.edit(i, fn, select=select(i) if select else None)
+        return done.format(i=i)
+
+    return respond(session, act)
+
+
+def set_visible(session, index, visible):
+    done = "Layer {i} " + ("shown." if visible else "hidden.")
+    return _edit(session, index, lambda st, i: edits.set_visible(st, i, bool(visible)), done)
+
+
+def set_opacity(session, index, opacity):
+    return _edit(session, index, lambda st, i: edits.set_opacity(st, i, _number(opacity, "opacity")), "Opacity set.")
+
+
+def move(session, index, x, y):
+    return _edit(session, index, lambda st, i: edits.move_to(st, i, _whole(x, "x"), _whole(y, "y")), "Moved layer {i}.")
+
+
+def scale(session, index, factor):
+    return _edit(session, index, lambda st, i: edits.scale(st, i, _number(factor, "scale")), "Scaled layer {i}.")
+
+
+def rotate(session, index, degrees):
+    return _edit(session, index, lambda st, i: edits.rotate(st, i, _number(degrees, "angle")), "Rotated layer {i}.")
+
+
+def recolor(session, index, hue, saturation, brightness):
+    def fn(st, i):
+        return edits.recolor(
+            st,
+            i,
+            hue=_number(hue, "hue"),
+            saturation=_number(saturation, "saturation"),
+            brightness=_number(brightness, "brightness"),
+        )
+
+    return _edit(session, index, fn, "Recoloured layer {i}.")
+
+
+def rename(session, index, name):
+    def fn(st, i):
+        text = str(name or "").strip()
+        if not text:
+            raise LayeredError("a layer name cannot be empty")
+        return edits.rename(st, i, text)
+
+    return _edit(session, index, fn, "Renamed layer {i}.")
+
+
+def raise_layer(session, index):
+    def act(s: EditorSession) -> str:
+        i = s.check_index(index)
+        if i == len(s.stack) - 1:
+            return f"Layer {i} is already at the top."
+        s.edit(i, lambda st, j: edits.reorder(st, j, j + 1), select=i + 1)
+        return f"Moved layer {i} up."
+
+    return respond(session, act)
+
+
+def lower_layer(session, index):
+    def act(s: EditorSession) -> str:
+        i = s.check_index(index)
+        if i == 0:
+            return "Layer 0 is already at the bottom."
+        s.edit(i, lambda st, j: edits.reorder(st, j, j - 1), select=i - 1)
+        return f"Moved layer {i} down."
+
+    return respond(session, act)
+
+
+def duplicate(session, index):
+    return _edit(session, index, edits.duplicate, "Duplicated layer {i}.", select=lambda i: i + 1)
+
+
+def delete(session, index):
+    return _edit(session, index, edits.delete, "Deleted layer {i}.", select=lambda i: max(i - 1, 0))
+
+
+def merge_down(session, index):
+    return _edit(session, index, edits.merge_down, "Merged layer {i} into the layer below.", select=lambda i: i - 1)
+
+
+def replace(session, index, file):
+    def act(s: EditorSession) -> str:
+        i = s.check_index(index)
+        if not file:
+            raise LayeredError("upload a PNG to replace the layer with")
+        pixels = load_layer_image(Path(file))
+        s.edit(i, lambda st, j: edits.replace_pixels(st, j, pixels, at="center"))
+        return f"Replaced the pixels of layer {i} with {Path(file).name}."
+
+    return respond(session, act)
+
+
+def undo(session):
+    return respond(session, lambda s: "Undone." if s.undo() else "Nothing to undo.")
+
+
+def redo(session):
+    return respond(session, lambda s: "Redone." if s.redo() else "Nothing to redo.")
+
+
+def compare(session, which):
+    """Before/after toggle: show the original image or the edited composite."""
+    session = _session(session)
+    return view(session, "", before=which == BEFORE)
+
+
+def export(session, kind):
+    """Write the stack as PSD/ORA/ZIP/PPTX or the composite PNG; returns (file, status)."""
+    session = _session(session)
+    try:
+        path = session.export(kind)
+    except Exception as exc:
+        message = _message(exc)
+        gr.Warning(message)
+        return None, f"**Error:** {message}"
+    return str(path), f"Exported **{path.name}**."
+
+
+def _number(value, name: str) -> float:
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise LayeredError(f"{name} must be a number, got {value!r}") from None
+    if not np.isfinite(number):
+        raise LayeredError(f"{name} must be a finite number, got {value!r}")
+    return number
+
+
+def _whole(value, name: str) -> int:
+    return round(_number(value, name))
+
+
+# ---- layout --------------------------------------------------------------------------------------------
+
+
+def export_kinds() -> list[str]:
+    """Export formats offered: pptx only when python-pptx is installed."""
+    import importlib.util
+
+    kinds = ["psd", "ora", "zip"]
+    if importlib.util.find_spec("pptx") is not None:
+        kinds.append("pptx")
+    return kinds + ["png"]
+
+
+def build_app(model: str = "demo", concurrency: int = 1, examples: list[str] | None = None) -> gr.Blocks:
+    """The editor's Blocks; `concurrency` = decompositions run at once (all sessions together)."""
+    with gr.Blocks(title="layered: layer editor", analytics_enabled=False) as demo:
+        state = gr.State(None, delete_callback=lambda s: s.close() if isinstance(s, EditorSession) else None)
+        gr.Markdown(
+            "## layered: layer editor\nOpen an image (or a PSD/ORA), decompose it into layers, edit one layer "
+            "at a time, export a PSD for Photoshop, GIMP or Krita."
+        )
+        with gr.Row():
+            with gr.Column(scale=3, min_width=260):
+                upload = gr.File(label="Open image, PSD or ORA", file_types=UPLOAD_TYPES, elem_id="upload")
+                if examples:
+                    gr.Examples(examples=[[e] for e in examples], inputs=[upload], label="Examples")
+                with gr.Accordion("Decompose", open=True):
+                    method = gr.Radio(list(dec.METHODS), value="classic", label="Method", elem_id="method")
+                    model_box = gr.Textbox(value=model, label="Model (name, folder or Hub id)", elem_id="model")
+                    layers = gr.Dropdown(
+                        LAYER_CHOICES, value="auto", label="Layers", allow_custom_value=True, elem_id="layers-count"
+                    )
+                    steps = gr.Slider(1, 100, value=50, step=1, label="Steps (model)")
+                    seed = gr.Number(0, precision=0, label="Seed (model)")
+                    guidance = gr.Slider(1.0, 10.0, value=4.0, step=0.5, label="Guidance (model)")
+                    resolution = gr.Number(0, precision=0, label="Resolution (model; 0 = its default)")
+                    prompt = gr.Textbox(label="Prompt (model; empty = automatic)", lines=2)
+                    with gr.Row():
+                        decompose_btn = gr.Button("Decompose", variant="primary", elem_id="decompose")
+                        cancel_btn = gr.Button("Cancel", variant="stop", elem_id="cancel")
+            with gr.Column(scale=6, min_width=360):
+                preview = gr.Image(
+                    label="Preview", type="numpy", format="jpeg", interactive=False, elem_id="preview", height=560
+                )
+                with gr.Row():
+                    compare_radio = gr.Radio([AFTER, BEFORE], value=AFTER, label="Show", elem_id="compare")
+                    undo_btn = gr.Button("Undo", elem_id="undo")
+                    redo_btn = gr.Button("Redo", elem_id="redo")
+                status = gr.Markdown("Open an image to start.", elem_id="status")
+                with gr.Accordion("Export", open=True):
+                    with gr.Row():
+                        kind = gr.Radio(export_kinds(), value="psd", label="Format", elem_id="export-kind")
+                        export_btn = gr.Button("Export", variant="primary", elem_id="export")
+                    export_file = gr.File(label="Download", interactive=False, elem_id="export-file")
+                with gr.Accordion("Layer data", open=False):
+                    info = gr.JSON(label="Layers (bottom-first)", elem_id="info")
+            with gr.Column(scale=4, min_width=300):
+                gallery = gr.Gallery(
+                    label="Layers (top first)",
+                    columns=3,
+                    height=320,
+                    allow_preview=False,
+                    format="png",
+                    elem_id="gallery",
+                )
+                layer = gr.Dropdown([], label="Selected layer", elem_id="layer")
+                with gr.Row():
+                    visible = gr.Checkbox(True, label="Visible", elem_id="visible")
+                    opacity = gr.Slider(0.0, 1.0, value=1.0, step=0.01, label="Opacity", elem_id="opacity")
+                with gr.Row():
+                    name = gr.Textbox(label="Name", elem_id="name", scale=3)
+                    rename_btn = gr.Button("Rename", elem_id="rename", scale=1)
+                with gr.Row():
+                    x = gr.Number(0, precision=0, label="X", elem_id="x")
+                    y = gr.Number(0, precision=0, label="Y", elem_id="y")
+                    move_btn = gr.Button("Move", elem_id="move")
+                with gr.Row():
+                    factor = gr.Number(1.0, label="Scale", elem_id="scale-factor")
+                    scale_btn = gr.Button("Scale", elem_id="scale")
+                    degrees = gr.Number(0.0, label="Rotate (degrees)", elem_id="degrees")
+                    rotate_btn = gr.Button("Rotate", elem_id="rotate")
+                with gr.Accordion("Recolour", open=True):
+                    hue = gr.Slider(-180, 180, value=0, step=1, label="Hue (degrees)", elem_id="hue")
+                    saturation = gr.Slider(0.0, 3.0, value=1.0, step=0.05, label="Saturation", elem_id="saturation")
+                    brightness = gr.Slider(0.0, 3.0, value=1.0, step=0.05, label="Brightness", elem_id="brightness")
+                    recolor_btn = gr.Button("Recolour", elem_id="recolor")
+                with gr.Row():
+                    raise_btn = gr.Button("Up", elem_id="raise")
+                    lower_btn = gr.Button("Down", elem_id="lower")
+                    duplicate_btn = gr.Button("Duplicate", elem_id="duplicate")
+                    delete_btn = gr.Button("Delete", variant="stop", elem_id="delete")
+                    merge_btn = gr.Button("Merge down", elem_id="merge-down")
+                with gr.Row():
+                    replacement = gr.File(label="Replace with image", file_types=IMAGE_TYPES, elem_id="replacement")
+                    replace_btn = gr.Button("Replace", elem_id="replace")
+                split_btn = gr.Button("Decompose this layer further", elem_id="split")
+
+        outputs = [state, preview, gallery, layer, visible, opacity, name, x, y, info, status, compare_radio]
+        settings = [method, model_box, layers, steps, seed, guidance, resolution, prompt]
+
+        def on(trigger, fn, inputs, api_name, **kwargs):
+            return trigger(fn, inputs=[state, *inputs], outputs=outputs, api_name=api_name, **kwargs)
+
+        demo.load(refresh, inputs=[state], outputs=outputs, api_name="refresh")
+        on(upload.change, open_file, [upload], "open")  # .change: uploads and examples
+        heavy = dict(concurrency_limit=concurrency, concurrency_id="decompose")
+        decompose_event = on(decompose_btn.click, decompose, settings, "decompose", **heavy)
+        split_event = on(split_btn.click, decompose_layer, [layer, *settings], "decompose_layer", **heavy)
+        cancel_btn.click(
+            cancel,
+            inputs=[state],
+            outputs=[status],
+            cancels=[decompose_event, split_event],
+            queue=False,
+            api_name="cancel",
+        )
+        on(layer.input, select_layer, [layer], "select")
+        gallery.select(pick_thumbnail, inputs=[state], outputs=outputs, api_visibility="private")
+        on(visible.input, set_visible, [layer, visible], "set_visible")
+        on(opacity.release, set_opacity, [layer, opacity], "set_opacity")
+        on(move_btn.click, move, [layer, x, y], "move")
+        on(scale_btn.click, scale, [layer, factor], "scale")
+        on(rotate_btn.click, rotate, [layer, degrees], "rotate")
+        on(recolor_btn.click, recolor, [layer, hue, saturation, brightness], "recolor")
+        on(rename_btn.click, rename, [layer, name], "rename")
+        on(raise_btn.click, raise_layer, [layer], "raise_layer")
+        on(lower_btn.click, lower_layer, [layer], "lower_layer")
+        on(duplicate_btn.click, duplicate, [layer], "duplicate")
+        on(delete_btn.click, delete, [layer], "delete")
+        on(merge_btn.click, merge_down, [layer], "merge_down")
+        on(replace_btn.click, replace, [layer, replacement], "replace")
+        on(undo_btn.click, undo, [], "undo")
+        on(redo_btn.click, redo, [], "redo")
+        on(compare_radio.input, compare, [compare_radio], "compare")
+        export_btn.click(export, inputs=[state, kind], outputs=[export_file, status], api_name="export")
+    demo.queue(default_concurrency_limit=8, max_size=64)
+    return demo
+
+
+def launch(
+    host: str = "127.0.0.1",
+    port: int = 7860,
+    model: str = "demo",
+    share: bool = False,
+    concurrency: int = 1,
+    examples: list[str] | None = None,
+    block: bool = True,
+) -> gr.Blocks:
+    """Build and serve the editor (bound to `host`, no share link unless asked)."""
+    os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+    demo = build_app(model=model, concurrency=concurrency, examples=examples)
+    demo.launch(
+        server_name=host,
+        server_port=port,
+        share=share,
+        prevent_thread_lock=not block,
+        max_file_size="256mb",
+        ssr_mode=False,
+        css=CSS,
+        quiet=not block,
+    )
+    return demo
