@@ -19,6 +19,7 @@ COMMANDS = {
     "eval": "score predicted layers against ground truth (LayerD protocol)",
     "decompose": "split images into RGBA layers (model or classic method)",
     "train": "train the RGBA-VAE or the VLD-MMDiT (also under accelerate launch)",
+    "app": "start the web layer editor",
 }
 
 
