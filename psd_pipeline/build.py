@@ -286,6 +286,8 @@ def _finish(config: BuildConfig, records: list[dict], report: dict) -> None:
     for stray in config.out.glob("data-*.parquet"):
         if stray.name not in referenced:
             stray.unlink()
+    for leftover in config.out.glob(".*.tmp"):  # temp files of a killed run (atomic writes never finished)
+        leftover.unlink(missing_ok=True)
     _write_jsonl(config.out / "manifest.jsonl", records)
     _write_jsonl(config.out / "failures.jsonl", [r for r in records if r["outcome"] != "accepted"])
     with atomic_path(config.out / "report.json") as tmp:
