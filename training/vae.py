@@ -1,0 +1,238 @@
+"""RGBA-VAE training and evaluation.
+
+Start: `model.rgb_vae` (an RGB AutoencoderKLQwenImage folder) through `layered.rgba_vae.rgba_vae_from_rgb`,
+else `model.vae` (continue an RGBA-VAE), else `model.vae_config` (tiny, from scratch). Samples: opaque RGB
+images (composites flattened over white, alpha 1) and single RGBA layers. Losses: L1 on RGBA, L1 of the RGB
+composited over a random solid colour, LPIPS on that composite (only when the optional `lpips` package is
+installed), KL. Evaluation (AIM-500 protocol): PSNR/SSIM of reconstructions composited over solid colours,
+alpha soft IoU.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from layered.errors import LayeredError
+from training.config import Config
+from training.data import BatchPlan, index_rows, make_buckets, row_seed, to_model_range
+from training.mmdit import TrainingDiverged
+
+EVAL_BACKGROUNDS = ((0, 0, 0), (255, 255, 255), (128, 128, 128), (255, 0, 0), (0, 255, 0), (0, 0, 255))
+
+
+def load_start_vae(config: Config):
+    """The VAE to train: RGB -> RGBA surgery, a previous RGBA-VAE, or a from-scratch tiny one."""
+    from diffusers import AutoencoderKLQwenImage
+
+    from training.models import _component_dir, load_vae
+
+    if config.model.rgb_vae:
+        from layered.rgba_vae import rgba_vae_from_rgb
+
+        rgb = AutoencoderKLQwenImage.from_pretrained(_component_dir(config.model.rgb_vae, "vae"))
+        return rgba_vae_from_rgb(rgb)
+    return load_vae(config)
+
+
+def over_solid(pixels: torch.Tensor, color: torch.Tensor) -> torch.Tensor:
+    """RGBA in [-1, 1] [B, 4, H, W] composited over solid colours [B, 3] in [0, 1] -> RGB in [0, 1]."""
+    rgb, alpha = (pixels[:, :3] + 1) / 2, ((pixels[:, 3:] + 1) / 2).clamp(0, 1)
+    return alpha * rgb + (1 - alpha) * color.view(-1, 3, 1, 1)
+
+
+def vae_samples(source, rows: list[tuple[int, int]], step: int, config: Config) -> tuple[torch.Tensor, torch.Tensor]:
+    """(images [B, 4, H, W] in [-1, 1], background colours [B, 3]) for one process at `step`."""
+    from training.cache import flatten
+
+    images, colors = [], []
+    for position, index in rows:
+        g = torch.Generator().manual_seed(row_seed(config.seed, step, position))
+        row = source.pixels(index)
+        if torch.rand(1, generator=g).item() < config.vae_loss.rgb_fraction:
+            pixels = flatten(row["composite"])
+        else:
+            pixels = row["layers"][int(torch.randint(0, len(row["layers"]), (1,), generator=g))]
+        images.append(torch.from_numpy(to_model_range(pixels)))
+        colors.append(torch.rand(3, generator=g))
+    return torch.stack(images), torch.stack(colors)
+
+
+def vae_loss(vae, images: torch.Tensor, colors: torch.Tensor, config: Config, perceptual=None) -> torch.Tensor:
+    posterior = vae.encode(images.unsqueeze(2)).latent_dist
+    recon = vae.decode(posterior.sample(), return_dict=False)[0][:, :, 0].float()
+    weights = config.vae_loss
+    loss = weights.l1 * (recon - images).abs().mean()
+    recon_rgb, target_rgb = over_solid(recon, colors), over_solid(images, colors)
+    loss = loss + weights.composite_l1 * (recon_rgb - target_rgb).abs().mean()
+    if perceptual is not None and weights.perceptual > 0:
+        loss = loss + weights.perceptual * perceptual(recon_rgb * 2 - 1, target_rgb * 2 - 1).mean()
+    return loss + weights.kl * posterior.kl().mean()
+
+
+def _lpips(config: Config, device):
+    if config.vae_loss.perceptual <= 0:
+        return None, "perceptual loss off (vae_loss.perceptual = 0)"
+    try:
+        import lpips
+    except ImportError:
+        return None, "perceptual loss skipped: the optional `lpips` package is not installed"
+    return lpips.LPIPS(net="vgg").to(device).eval().requires_grad_(False), "perceptual loss: LPIPS (vgg)"
+
+
+def psnr(a: np.ndarray, b: np.ndarray) -> float:
+    """PSNR in dB of two images with values in [0, 1] (inf when equal)."""
+    mse = float(np.mean((np.asarray(a, np.float64) - np.asarray(b, np.float64)) ** 2))
+    return math.inf if mse == 0 else 10 * math.log10(1.0 / mse)
+
+
+def ssim(a: np.ndarray, b: np.ndarray, sigma: float = 1.5) -> float:
+    """Mean SSIM (Wang et al. 2004: Gaussian window sigma 1.5, K1 0.01, K2 0.03) of H x W x C images in [0, 1]."""
+    from scipy.ndimage import gaussian_filter
+
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    c1, c2 = 0.01**2, 0.03**2
+    scores = []
+    for ch in range(a.shape[-1]):
+        x, y = a[..., ch], b[..., ch]
+
+        def blur(v):
+            return gaussian_filter(v, sigma, truncate=3.5, mode="reflect")
+
+        mx, my = blur(x), blur(y)
+        vx, vy, cxy = blur(x * x) - mx * mx, blur(y * y) - my * my, blur(x * y) - mx * my
+        s = ((2 * mx * my + c1) * (2 * cxy + c2)) / ((mx * mx + my * my + c1) * (vx + vy + c2))
+        scores.append(s.mean())
+    return float(np.mean(scores))
+
+
+@torch.no_grad()
+def evaluate_vae(vae, images: list[np.ndarray]) -> dict[str, float]:
+    """Reconstruct RGBA uint8 images (posterior mode); PSNR/SSIM over solid colours and alpha soft IoU (means)."""
+    from layered.metrics import soft_iou
+
+    param = next(vae.parameters())
+    psnrs, ssims, ious = [], [], []
+    for pixels in images:
+        x = torch.from_numpy(to_model_range(pixels))[None, :, None].to(param.device, param.dtype)
+        recon = vae.decode(vae.encode(x).latent_dist.mode(), return_dict=False)[0][0, :, 0].float().cpu()
+        out = ((recon.clamp(-1, 1) + 1) * 127.5).round().byte().permute(1, 2, 0).numpy()
+        ious.append(soft_iou(out, pixels))
+        for color in EVAL_BACKGROUNDS:
+            c = np.array(color, np.float64) / 255
+            ref = _over(pixels, c)
+            rec = _over(out, c)
+            psnrs.append(psnr(rec, ref))
+            ssims.append(ssim(rec, ref))
+    finite = [p for p in psnrs if math.isfinite(p)]
+    return {
+        "psnr": float(np.mean(finite)) if finite else math.inf,
+        "ssim": float(np.mean(ssims)),
+        "alpha_iou": float(np.mean(ious)),
+    }
+
+
+def _over(pixels: np.ndarray, color: np.ndarray) -> np.ndarray:
+    alpha = pixels[..., 3:].astype(np.float64) / 255
+    return alpha * pixels[..., :3] / 255 + (1 - alpha) * color
+
+
+def train_vae(config: Config, resume: bool = False) -> dict:
+    """Train the RGBA-VAE; checkpoints as the MMDiT run; output OUTPUT/vae (a folder `--vae` accepts)."""
+    from accelerate import Accelerator
+    from accelerate.utils import ProjectConfiguration, set_seed
+    from tqdm.auto import tqdm
+
+    from layered.fileio import atomic_dir
+    from training import checkpoint as ckpt
+    from training.cache import OnlineSource
+    from training.mmdit import _trackers
+
+    out = Path(config.output_dir)
+    accelerator = Accelerator(
+        gradient_accumulation_steps=config.train.gradient_accumulation_steps,
+        mixed_precision=config.train.mixed_precision,
+        log_with=_trackers(config) or None,
+        project_config=ProjectConfiguration(project_dir=str(out), logging_dir=str(out / "logs")),
+    )
+    set_seed(config.seed)
+    if not config.data.path:
+        raise LayeredError("no training data: set data.path in the config or pass --data DIR")
+    refs = index_rows(config.data.path)
+    buckets = make_buckets(config.data.resolution, config.data.bucket_ratios, config.data.multiple)
+    held = refs[: config.data.held_out] if config.data.held_out < len(refs) else []
+    train_refs = refs[len(held) :]
+    plan = BatchPlan(
+        train_refs, buckets, config.data.max_layers, config.data.batch_size, accelerator.num_processes, config.seed
+    )
+    source = OnlineSource(train_refs, buckets, config.data.max_layers, None, None, accelerator.device)
+
+    vae = load_start_vae(config)
+    if config.train.gradient_checkpointing:
+        vae.enable_gradient_checkpointing()
+    perceptual, note = _lpips(config, accelerator.device)
+    accelerator.print(note)
+    optimizer = torch.optim.AdamW(
+        vae.parameters(),
+        lr=config.train.learning_rate,
+        betas=(config.train.adam_beta1, config.train.adam_beta2),
+        weight_decay=config.train.adam_weight_decay,
+        eps=config.train.adam_epsilon,
+    )
+    vae, optimizer = accelerator.prepare(vae, optimizer)
+    start_step = 0
+    if resume and (found := ckpt.latest_checkpoint(out)) is not None:
+        accelerator.load_state(str(found[1]))
+        start_step = found[0]
+    if accelerator.is_main_process:
+        accelerator.init_trackers("layered-vae", config={"lr": config.train.learning_rate})
+
+    losses: list[float] = []
+    progress = tqdm(total=config.train.max_steps, initial=start_step, disable=not accelerator.is_local_main_process)
+    vae.train()
+    started, samples, step = time.perf_counter(), 0, start_step
+    model = accelerator.unwrap_model(vae)
+    while step < config.train.max_steps:
+        at = 0 if config.train.overfit_batch else step
+        images, colors = vae_samples(source, plan.process_rows(at, accelerator.process_index), at, config)
+        images, colors = images.to(accelerator.device), colors.to(accelerator.device)
+        with accelerator.accumulate(vae):
+            torch.manual_seed(row_seed(config.seed, at, 10**6 + accelerator.process_index))  # posterior sample
+            loss = vae_loss(model, images, colors, config, perceptual)
+            mean_loss = accelerator.gather(loss.detach()[None]).mean().item()
+            if not math.isfinite(mean_loss):
+                last = ckpt.latest_checkpoint(out)
+                kept = f"last good checkpoint: {last[1]}" if last else "no checkpoint was written"
+                raise TrainingDiverged(f"loss is {mean_loss} at step {step + 1}; stopped ({kept})")
+            accelerator.backward(loss)
+            if accelerator.sync_gradients and config.train.max_grad_norm > 0:
+                accelerator.clip_grad_norm_(vae.parameters(), config.train.max_grad_norm)
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+        step += 1
+        samples += images.shape[0] * accelerator.num_processes
+        losses.append(mean_loss)
+        progress.update(1)
+        progress.set_postfix(loss=f"{mean_loss:.4f}", samples_per_s=f"{samples / (time.perf_counter() - started):.2f}")
+        logs = {"loss": mean_loss}
+        if held and config.eval.every and (step % config.eval.every == 0) and accelerator.is_main_process:
+            images_held = [source.reader.read(ref)["composite"] for ref in held]
+            logs.update({f"eval/{k}": v for k, v in evaluate_vae(model.eval(), images_held).items()})
+            model.train()
+        if step % config.train.log_every == 0 or len(logs) > 1:
+            accelerator.log(logs, step=step)
+        if step % config.train.checkpoint_every == 0 or step == config.train.max_steps:
+            ckpt.save_checkpoint(accelerator, out, step, config.train.checkpoints_total_limit, {"loss": mean_loss})
+    progress.close()
+    result = {"losses": losses, "start_step": start_step, "step": step, "output": None}
+    accelerator.wait_for_everyone()
+    if accelerator.is_main_process:
+        with atomic_dir(out / "vae") as tmp:
+            accelerator.unwrap_model(vae).save_pretrained(tmp, safe_serialization=True)
+        result["output"] = str(out / "vae")
+    accelerator.end_training()
+    return result
