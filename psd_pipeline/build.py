@@ -184,9 +184,15 @@ class _Writer:
 def run_ordered(
     tasks: list[tuple[int, str, str]], workers: int, options: SampleOptions, func: Callable = process_file
 ) -> Iterator[tuple[int, dict]]:
-    """Process tasks (index, path, relative) with `func` in a process pool; yield (index, result) in task order."""
+    """Process tasks (index, path, relative) with `func` in a process pool; yield (index, result) in task order.
+
+    Up to `workers * 8` tasks are in flight, so one slow file does not idle the other workers. When a worker
+    dies, the results that were already complete are kept and every other task that was in flight is rerun
+    alone in a fresh single-worker pool: only the file that kills its worker again is marked `crashed`.
+    """
+    _preload()
     position = 0
-    window = max(2, workers * 3)
+    window = max(16, workers * 8)
     while position < len(tasks):
         pool = ProcessPoolExecutor(max_workers=workers, initializer=_worker_init)
         futures: dict[int, object] = {}
@@ -199,20 +205,28 @@ def run_ordered(
                     futures[submitted] = pool.submit(func, path, relative, options)
                     submitted += 1
                 try:
-                    result = futures.pop(position).result()
+                    result = futures[position].result()
                 except BrokenProcessPool:
                     broken = True
                     break
+                del futures[position]
                 yield tasks[position][0], result
                 position += 1
         finally:
             pool.shutdown(wait=not broken, cancel_futures=True)
         if broken:
-            # everything in flight is a suspect: rerun each alone so only the culprit is blamed
-            suspects = range(position, min(submitted, len(tasks)))
-            for k in suspects:
-                yield tasks[k][0], _run_isolated(tasks[k], options, func)
-            position = max(position, submitted)
+            for k in range(position, submitted):
+                future = futures[k]
+                done = future.done() and not future.cancelled() and future.exception() is None
+                yield tasks[k][0], future.result() if done else _run_isolated(tasks[k], options, func)
+            position = submitted
+
+
+def _preload() -> None:
+    """Import what workers use (psd-tools' compositor pulls in scipy) before forking: once, not per worker."""
+    import PIL.ImageCms  # noqa: F401
+    import PIL.PngImagePlugin  # noqa: F401
+    import psd_tools.composite  # noqa: F401
 
 
 def _run_isolated(task: tuple[int, str, str], options: SampleOptions, func: Callable) -> dict:

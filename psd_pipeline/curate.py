@@ -29,6 +29,7 @@ class Curated:
     dropped: list[str]
     merges: list[str]
     scale: float = 1.0
+    composite: np.ndarray | None = None  # filled by whoever flattens it first
 
 
 def curate(stack: LayerStack, kinds: list[str], options: CurationOptions) -> Curated:

@@ -24,11 +24,11 @@ import io
 import logging
 import os
 import warnings
+from collections.abc import Iterator
 
 import numpy as np
 
 from layered.fileio import MAX_PIXELS
-from layered.pixels import alpha_bbox
 from layered.stack import Layer, LayerStack
 from psd_pipeline.errors import Rejected
 from psd_pipeline.header import CONVERTIBLE_MODES, PsdHeader, check_header, read_header
@@ -63,7 +63,7 @@ class Unit:
     kind: str
     interacts: bool
     nodes: list[int]
-    pixels: np.ndarray | None = None
+    layer: Layer | None = None  # rendered, cropped to content
     region: tuple[int, int, int, int] | None = None
 
 
@@ -110,42 +110,60 @@ def extract(path: str | os.PathLike, max_pixels: int = MAX_PIXELS, strict_effect
     other than normal; by default such an effect is rendered with its layer (exact for a black
     multiply shadow, the common case) and the fidelity gate decides.
     """
+    variants = extract_variants(path, max_pixels)
+    first = next(variants)
+    if not strict_effects:
+        return first
+    return next(variants, first)
+
+
+def extract_variants(path: str | os.PathLike, max_pixels: int = MAX_PIXELS) -> Iterator[Extraction]:
+    """The default extraction, then (only if it would differ) the strict-effects one; one parse, shared renders."""
     psd, header = open_psd(path, max_pixels)
     logging.getLogger("psd_tools").setLevel(logging.CRITICAL)
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            return _extract(psd, header, strict_effects)
-    except Rejected:
-        raise
-    except MemoryError:
-        raise Rejected("out-of-memory", "ran out of memory while rendering") from None
-    except Exception as exc:
-        raise Rejected("render-error", f"psd-tools failed to render ({type(exc).__name__}: {_short(exc)})") from None
+    cache: dict = {}
+    for strict in (False, True):
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                extraction = _extract(psd, header, strict, cache)
+        except Rejected:
+            raise
+        except MemoryError:
+            raise Rejected("out-of-memory", "ran out of memory while rendering") from None
+        except Exception as exc:
+            detail = f"psd-tools failed to render ({type(exc).__name__}: {_short(exc)})"
+            raise Rejected("render-error", detail) from None
+        yield extraction
+        if not extraction.has_blended_effects:
+            return
 
 
-def _extract(psd, header: PsdHeader, strict_effects: bool) -> Extraction:
+def _extract(psd, header: PsdHeader, strict_effects: bool, cache: dict) -> Extraction:
     width, height = psd.width, psd.height
     if len(psd) == 0:
         raise Rejected("no-layers", "flat document: no layer records to decompose")
     nodes: list[SourceNode] = []
     units: list[Unit] = []
     _walk(psd, 0, nodes, units, strict_effects)
-    reference, reference_kind = reference_composite(psd)
+    if "reference" not in cache:
+        cache["reference"] = reference_composite(psd)
+    reference, reference_kind = cache["reference"]
     for unit in units:
-        unit.pixels = plain_pixels(psd, unit.members[0]) if len(unit.members) == 1 else None
-        if unit.pixels is None:
+        plain = plain_pixels(psd, unit.members[0]) if len(unit.members) == 1 else None
+        unit.layer = Layer.from_canvas(plain, unit.name) if plain is not None else None
+        if unit.layer is None:
             box = None if _is_adjustment(unit.members[0]) else _pad(_union(m.bbox for m in unit.members), 2)
-            unit.pixels = render(psd, unit.members, box)
-        unit.region = canvas_box(width, height) if _is_adjustment(unit.members[0]) else alpha_bbox(unit.pixels)
-    units, merges = _resolve_interactions(psd, units, nodes)
+            unit.layer = render_layer(psd, unit.members, unit.name, box, cache)
+        unit.region = canvas_box(width, height) if _is_adjustment(unit.members[0]) else _content_box(unit.layer)
+    units, merges = _resolve_interactions(psd, units, nodes, cache)
     blended_effects = any(
         layer.is_visible() and not layer.is_group() and not _interacts(layer) and _interacts(layer, True)
         for layer in psd.descendants()
     )
     layers, kinds, layer_nodes = [], [], []
     for unit in units:
-        layer = Layer.from_canvas(unit.pixels, unit.name)
+        layer = unit.layer.replace(name=unit.name)
         if layer.is_empty:
             for i in unit.nodes:
                 nodes[i].action += "; dropped: renders empty"
@@ -176,6 +194,21 @@ def reference_composite(psd) -> tuple[np.ndarray, str]:
     if image is not None and image.size == psd.size:
         return _stored_to_srgb(psd, image), "stored"
     return render(psd, None), "psd-tools"
+
+
+def render_layer(psd, members: list, name: str, viewport=None, cache: dict | None = None) -> Layer:
+    """`render` cropped to its content, as a Layer (what is kept: full canvases are transient)."""
+    key = (tuple(sorted(id(m) for m in members)), viewport)
+    if cache is not None and key in cache:
+        return cache[key]
+    layer = Layer.from_canvas(render(psd, members, viewport), name)
+    if cache is not None:
+        cache[key] = layer
+    return layer
+
+
+def _content_box(layer: Layer) -> tuple[int, int, int, int] | None:
+    return None if layer.is_empty else layer.bbox
 
 
 def render(psd, members: list | None, viewport: tuple[int, int, int, int] | None = None) -> np.ndarray:
@@ -479,7 +512,7 @@ def kind_of(layer) -> str:
     return layer.kind
 
 
-def _resolve_interactions(psd, units: list[Unit], nodes: list[SourceNode]) -> tuple[list[Unit], list[str]]:
+def _resolve_interactions(psd, units: list[Unit], nodes: list[SourceNode], cache: dict) -> tuple[list[Unit], list[str]]:
     """Merge every interacting unit with the units beneath it that it changes (see the module docstring)."""
     out: list[Unit] = []
     merges: list[str] = []
@@ -512,14 +545,18 @@ def _resolve_interactions(psd, units: list[Unit], nodes: list[SourceNode]) -> tu
             False,
             [n for u in merged_units for n in u.nodes] + unit.nodes,
         )
-        box = _pad(_union([region] + [u.region for u in merged_units]), 2)
-        merged.pixels = render(psd, members, box)
-        merged.region = alpha_bbox(merged.pixels)
+        # rendered once at the end (a merge may be merged again); until then its region is the union of what
+        # it covers (an adjustment changes only pixels that have content beneath it)
+        own = [] if _is_adjustment(unit.members[-1]) else [region]
+        merged.region = _union(own + [u.region for u in merged_units])
         names = [u.name for u in merged_units]
         merges.append(f"{unit.name!r} ({unit.kind}, {_blend_of(unit)}) merged with {len(names)} beneath: {names}")
         for i in unit.nodes:
             nodes[i].action += f"; merged with {len(names)} layer(s) beneath"
         out = [u for i, u in enumerate(out) if i not in chosen] + [merged]
+    for unit in out:
+        if unit.layer is None:
+            unit.layer = render_layer(psd, unit.members, unit.name, _pad(unit.region, 2), cache)
     return out, merges
 
 

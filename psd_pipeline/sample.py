@@ -16,7 +16,7 @@ from PIL import Image
 from layered.fileio import MAX_PIXELS
 from psd_pipeline.curate import CurationOptions, curate, downscale_image
 from psd_pipeline.errors import Rejected
-from psd_pipeline.extract import Extraction, extract
+from psd_pipeline.extract import Extraction, extract_variants
 from psd_pipeline.fidelity import psnr
 
 
@@ -75,10 +75,13 @@ def process_file(path: str | os.PathLike, relative: str, options: SampleOptions)
 
 
 def _accept(path: Path, relative: str, record: dict, options: SampleOptions) -> dict:
-    attempt = _attempt(path, record, options, strict_effects=False)
-    if attempt[0] < options.min_psnr and attempt[1].has_blended_effects:
-        strict = _attempt(path, record, options, strict_effects=True)
-        attempt = max(attempt, strict, key=lambda a: a[0])
+    attempt = None
+    for strict, extraction in enumerate(extract_variants(path, options.max_pixels)):
+        candidate = _attempt(extraction, record, options, bool(strict))
+        if attempt is None or candidate[0] > attempt[0]:
+            attempt = candidate
+        if attempt[0] >= options.min_psnr:
+            break
     value, extraction, curated, strict = attempt
     record["psnr"] = round(value, 3)
     record["layers_before"] = len(extraction.stack)
@@ -110,20 +113,20 @@ def _accept(path: Path, relative: str, record: dict, options: SampleOptions) -> 
     }
     return {
         "id": sample_id(relative, record["sha256"]),
-        "composite": encode_png(stack.composite()),
+        "composite": encode_png(curated.composite),
         "layers": [encode_png(stack.render_layer(i)) for i in range(len(stack))],
         "meta": json.dumps(meta, ensure_ascii=False, sort_keys=True),
     }
 
 
-def _attempt(path: Path, record: dict, options: SampleOptions, strict_effects: bool):
-    extraction: Extraction = extract(path, options.max_pixels, strict_effects=strict_effects)
+def _attempt(extraction: Extraction, record: dict, options: SampleOptions, strict_effects: bool):
     record["layers_before"] = len(extraction.stack)
     curated = curate(extraction.stack, extraction.kinds, options.curation)
     reference = extraction.reference
     if curated.scale != 1.0:
         reference = downscale_image(reference, curated.stack.size)
-    value = psnr(curated.stack.composite(), reference)
+    curated.composite = curated.stack.composite()
+    value = psnr(curated.composite, reference)
     return value, extraction, curated, strict_effects
 
 
