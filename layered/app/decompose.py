@@ -52,7 +52,7 @@ class Settings:
             steps=_int(steps, "steps", 1, 1000),
             seed=_int(seed, "seed", 0, 2**63 - 1),
             guidance=_float(guidance, "guidance", 1.0, 20.0),
-            resolution=None if resolution in (None, "", 0, "0") else _int(resolution, "resolution", 64, 4096),
+            resolution=None if resolution in (None, "", 0, "0") else _int(resolution, "resolution", 16, 4096),
             prompt=str(prompt or "").strip(),
         )
 
