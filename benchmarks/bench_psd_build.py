@@ -47,8 +47,8 @@ def naive(corpus: Path) -> None:
     print(json.dumps({"files": len(files), "layers": layers, "errors": errors}))
 
 
-def timed(command: list[str]) -> tuple[float, int, str]:
-    """(wall seconds, peak RSS in MiB of the largest process in the tree, stdout)."""
+def timed(command: list[str]) -> tuple[float, int, str, float]:
+    """(wall seconds, peak RSS in MiB of the largest process in the tree, stdout, CPU seconds of the tree)."""
     start = time.perf_counter()
     with tempfile.TemporaryFile("w+") as out:
         proc = subprocess.Popen(command, stdout=out, stderr=subprocess.DEVNULL)
@@ -59,7 +59,7 @@ def timed(command: list[str]) -> tuple[float, int, str]:
         text = out.read()
     if proc.returncode != 0:
         raise SystemExit(f"{command} failed with status {proc.returncode}")
-    return seconds, usage.ru_maxrss // 1024, text
+    return seconds, usage.ru_maxrss // 1024, text, usage.ru_utime + usage.ru_stime
 
 
 def main() -> None:
@@ -72,25 +72,28 @@ def main() -> None:
     if args.naive:
         naive(corpus)
         return
-    base_s, base_rss, base_out = timed([sys.executable, __file__, str(corpus), "--naive"])
+    base_s, base_rss, base_out, base_cpu = timed([sys.executable, __file__, str(corpus), "--naive"])
     base = json.loads(base_out.strip().splitlines()[-1])
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "dataset"
         command = [sys.executable, "-m", "layered", "psd", "build", str(corpus), "-o", str(out)]
-        ours_s, ours_rss, _ = timed([*command, "--workers", str(args.workers), "--no-progress"])
+        ours_s, ours_rss, _, ours_cpu = timed([*command, "--workers", str(args.workers), "--no-progress"])
         report = json.loads((out / "report.json").read_text())
     files, layers = report["inputs"], report["throughput"]["layers"]
     print(f"corpus: {corpus} ({files} files)")
     print(
         f"naive psd-tools loop : {base_s:7.2f} s  {base['files'] / base_s:6.2f} files/s  "
-        f"{base['layers'] / base_s:7.2f} layers/s (leaf layers rendered)  peak RSS {base_rss} MiB  "
+        f"{base['layers'] / base_s:7.2f} layers/s (leaf layers rendered)  CPU {base_cpu:6.1f} s  "
+        f"peak RSS {base_rss} MiB  "
         f"({base['errors']} files raised)"
     )
     print(
         f"layered psd build -j{args.workers}: {ours_s:7.2f} s  {files / ours_s:6.2f} files/s  "
-        f"{layers / ours_s:7.2f} layers/s (curated layers written)  peak RSS {ours_rss} MiB (largest process)"
+        f"{layers / ours_s:7.2f} layers/s (curated layers written)  CPU {ours_cpu:6.1f} s  "
+        f"peak RSS {ours_rss} MiB (largest process)"
     )
     print(f"speed-up: {base_s / ours_s:.2f}x (wall time, naive / ours, whole command incl. start-up)")
+    print(f"CPU ratio: {base_cpu / ours_cpu:.2f}x (naive CPU seconds / ours, all processes; load-independent)")
     print(
         f"ours also: {report['by_outcome']} accepted share {report['accepted_share']:.3f}, "
         f"PSNR quantiles {report['psnr_quantiles_accepted']}, rejections {report['by_reason']}"
