@@ -7,6 +7,7 @@ import sys
 
 import numpy as np
 from helpers import pil_composite
+from PIL import Image
 
 from psd_pipeline.synth import design_to_psd, make_design, write_designs
 
@@ -87,3 +88,21 @@ def test_cli_synth(tmp_path):
         text=True,
     )
     assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and "--size" in bad.stderr
+
+
+def test_committed_examples_are_what_the_generator_makes():
+    """examples/ was written by `layered psd synth -o examples --count 3 --seed 8 --size 256 --png`."""
+    from pathlib import Path
+
+    from layered.stack import LayerStack
+
+    examples = Path(__file__).resolve().parents[1] / "examples"
+    for k in (1, 2, 3):
+        png = np.asarray(Image.open(examples / f"design_{k}.png").convert("RGBA"))
+        np.testing.assert_array_equal(png, make_design(8, k, 256).composite())
+        assert (examples / f"design_{k}.psd").stat().st_size < 200_000
+    folder = LayerStack.load(examples / "design_layers")
+    truth = make_design(8, 1, 256)
+    assert [layer.name for layer in folder] == [layer.name for layer in truth]
+    for i in range(len(truth)):
+        np.testing.assert_array_equal(folder.render_layer(i), truth.render_layer(i))
