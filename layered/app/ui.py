@@ -434,8 +434,8 @@ def build_app(model: str = "demo", concurrency: int = 1, examples: list[str] | N
                 )
                 with gr.Row():
                     compare_radio = gr.Radio([AFTER, BEFORE], value=AFTER, label="Show", elem_id="compare")
-                    undo_btn = gr.Button("Undo", elem_id="undo")
-                    redo_btn = gr.Button("Redo", elem_id="redo")
+                    undo_btn = gr.Button("Undo", size="sm", elem_id="undo")
+                    redo_btn = gr.Button("Redo", size="sm", elem_id="redo")
                 status = gr.Markdown("Open an image to start.", elem_id="status")
                 with gr.Accordion("Export", open=True):
                     with gr.Row():
@@ -459,30 +459,30 @@ def build_app(model: str = "demo", concurrency: int = 1, examples: list[str] | N
                     opacity = gr.Slider(0.0, 1.0, value=1.0, step=0.01, label="Opacity", elem_id="opacity")
                 with gr.Row():
                     name = gr.Textbox(label="Name", elem_id="name", scale=3)
-                    rename_btn = gr.Button("Rename", elem_id="rename", scale=1)
+                    rename_btn = gr.Button("Rename", size="sm", elem_id="rename", scale=1)
                 with gr.Row():
                     x = gr.Number(0, precision=0, label="X", elem_id="x")
                     y = gr.Number(0, precision=0, label="Y", elem_id="y")
-                    move_btn = gr.Button("Move", elem_id="move")
+                    move_btn = gr.Button("Move", size="sm", elem_id="move")
                 with gr.Row():
                     factor = gr.Number(1.0, label="Scale", elem_id="scale-factor")
-                    scale_btn = gr.Button("Scale", elem_id="scale")
+                    scale_btn = gr.Button("Scale", size="sm", elem_id="scale")
                     degrees = gr.Number(0.0, label="Rotate (degrees)", elem_id="degrees")
-                    rotate_btn = gr.Button("Rotate", elem_id="rotate")
+                    rotate_btn = gr.Button("Rotate", size="sm", elem_id="rotate")
                 with gr.Accordion("Recolour", open=True):
                     hue = gr.Slider(-180, 180, value=0, step=1, label="Hue (degrees)", elem_id="hue")
                     saturation = gr.Slider(0.0, 3.0, value=1.0, step=0.05, label="Saturation", elem_id="saturation")
                     brightness = gr.Slider(0.0, 3.0, value=1.0, step=0.05, label="Brightness", elem_id="brightness")
                     recolor_btn = gr.Button("Recolour", elem_id="recolor")
                 with gr.Row():
-                    raise_btn = gr.Button("Up", elem_id="raise")
-                    lower_btn = gr.Button("Down", elem_id="lower")
-                    duplicate_btn = gr.Button("Duplicate", elem_id="duplicate")
-                    delete_btn = gr.Button("Delete", variant="stop", elem_id="delete")
-                    merge_btn = gr.Button("Merge down", elem_id="merge-down")
+                    raise_btn = gr.Button("Up", size="sm", elem_id="raise")
+                    lower_btn = gr.Button("Down", size="sm", elem_id="lower")
+                    duplicate_btn = gr.Button("Duplicate", size="sm", elem_id="duplicate")
+                    delete_btn = gr.Button("Delete", variant="stop", size="sm", elem_id="delete")
+                    merge_btn = gr.Button("Merge down", size="sm", elem_id="merge-down")
                 with gr.Row():
                     replacement = gr.File(label="Replace with image", file_types=IMAGE_TYPES, elem_id="replacement")
-                    replace_btn = gr.Button("Replace", elem_id="replace")
+                    replace_btn = gr.Button("Replace", size="sm", elem_id="replace")
                 split_btn = gr.Button("Decompose this layer further", elem_id="split")
 
         outputs = [state, preview, gallery, layer, visible, opacity, name, x, y, info, status, compare_radio]
