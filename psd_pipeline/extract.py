@@ -29,8 +29,9 @@ from collections.abc import Iterator
 import numpy as np
 
 from layered.fileio import MAX_PIXELS
-from layered.stack import Layer, LayerStack
+from layered.stack import Layer, LayerStack, composite
 from psd_pipeline.errors import Rejected
+from psd_pipeline.fidelity import psnr
 from psd_pipeline.header import CONVERTIBLE_MODES, PsdHeader, check_header, read_header
 
 NORMAL_BLENDS = ("NORMAL", "PASS_THROUGH")
@@ -81,6 +82,8 @@ class Extraction:
     reference: np.ndarray
     reference_kind: str
     has_blended_effects: bool = False
+    psd_tools_psnr: float | None = None  # psd-tools' own full composite vs the reference, when computed
+    rules: str = "default"  # default | strict-effects | verified (see extract_variants)
 
 
 def open_psd(path: str | os.PathLike, max_pixels: int = MAX_PIXELS):
@@ -117,29 +120,50 @@ def extract(path: str | os.PathLike, max_pixels: int = MAX_PIXELS, strict_effect
     return next(variants, first)
 
 
-def extract_variants(path: str | os.PathLike, max_pixels: int = MAX_PIXELS) -> Iterator[Extraction]:
-    """The default extraction, then (only if it would differ) the strict-effects one; one parse, shared renders."""
+def extract_variants(
+    path: str | os.PathLike, max_pixels: int = MAX_PIXELS, min_psnr: float | None = None
+) -> Iterator[Extraction]:
+    """Extractions from finest to most conservative, for a caller that stops at the first good enough one.
+
+    1. the default rules; then, only if the caller asks for more and psd-tools' own full composite reaches
+       `min_psnr` (otherwise no split of psd-tools renders can, and the first extraction carries
+       `psd_tools_psnr` to say so):
+    2. strict effects (only when it differs from 1);
+    3. verified: strict rules, then every prefix of the stack is checked against psd-tools' render of the
+       same source layers, and a layer that does not stand alone over what is beneath (for instance in a
+       32-bit document, which blends in linear light) is merged with what it overlaps until all agree.
+    One parse, shared renders.
+    """
     psd, header = open_psd(path, max_pixels)
     logging.getLogger("psd_tools").setLevel(logging.CRITICAL)
     cache: dict = {}
-    for strict in (False, True):
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                extraction = _extract(psd, header, strict, cache)
-        except Rejected:
-            raise
-        except MemoryError:
-            raise Rejected("out-of-memory", "ran out of memory while rendering") from None
-        except Exception as exc:
-            detail = f"psd-tools failed to render ({type(exc).__name__}: {_short(exc)})"
-            raise Rejected("render-error", detail) from None
-        yield extraction
-        if not extraction.has_blended_effects:
+    first = _guarded(_extract, psd, header, False, cache)
+    yield first
+    if min_psnr is not None:
+        full = _guarded(render_layer, psd, None, "", None, cache)
+        first.psd_tools_psnr = psnr(composite([full], psd.width, psd.height), first.reference)
+        if first.psd_tools_psnr < min_psnr:
             return
+    if first.has_blended_effects:
+        yield _guarded(_extract, psd, header, True, cache)
+    yield _guarded(_extract, psd, header, True, cache, True)
 
 
-def _extract(psd, header: PsdHeader, strict_effects: bool, cache: dict) -> Extraction:
+def _guarded(function, *args):
+    """Run a rendering step; psd-tools failures become rejections with a reason."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return function(*args)
+    except Rejected:
+        raise
+    except MemoryError:
+        raise Rejected("out-of-memory", "ran out of memory while rendering") from None
+    except Exception as exc:
+        raise Rejected("render-error", f"psd-tools failed to render ({type(exc).__name__}: {_short(exc)})") from None
+
+
+def _extract(psd, header: PsdHeader, strict_effects: bool, cache: dict, verify: bool = False) -> Extraction:
     width, height = psd.width, psd.height
     if len(psd) == 0:
         raise Rejected("no-layers", "flat document: no layer records to decompose")
@@ -157,6 +181,8 @@ def _extract(psd, header: PsdHeader, strict_effects: bool, cache: dict) -> Extra
             unit.layer = render_layer(psd, unit.members, unit.name, box, cache)
         unit.region = canvas_box(width, height) if _is_adjustment(unit.members[0]) else _content_box(unit.layer)
     units, merges = _resolve_interactions(psd, units, nodes, cache)
+    if verify:
+        units, merges = _verify(psd, units, nodes, cache, merges)
     blended_effects = any(
         layer.is_visible() and not layer.is_group() and not _interacts(layer) and _interacts(layer, True)
         for layer in psd.descendants()
@@ -185,6 +211,7 @@ def _extract(psd, header: PsdHeader, strict_effects: bool, cache: dict) -> Extra
         reference,
         reference_kind,
         blended_effects,
+        rules="verified" if verify else "strict-effects" if strict_effects else "default",
     )
 
 
@@ -196,9 +223,9 @@ def reference_composite(psd) -> tuple[np.ndarray, str]:
     return render(psd, None), "psd-tools"
 
 
-def render_layer(psd, members: list, name: str, viewport=None, cache: dict | None = None) -> Layer:
+def render_layer(psd, members: list | None, name: str, viewport=None, cache: dict | None = None) -> Layer:
     """`render` cropped to its content, as a Layer (what is kept: full canvases are transient)."""
-    key = (tuple(sorted(id(m) for m in members)), viewport)
+    key = (None if members is None else tuple(sorted(id(m) for m in members)), viewport)
     if cache is not None and key in cache:
         return cache[key]
     layer = Layer.from_canvas(render(psd, members, viewport), name)
@@ -558,6 +585,37 @@ def _resolve_interactions(psd, units: list[Unit], nodes: list[SourceNode], cache
         if unit.layer is None:
             unit.layer = render_layer(psd, unit.members, unit.name, _pad(unit.region, 2), cache)
     return out, merges
+
+
+VERIFY_PSNR = 50.0  # a prefix of our stack must match psd-tools' render of the same layers this closely
+
+
+def _verify(psd, units: list[Unit], nodes: list[SourceNode], cache: dict, merges: list[str]):
+    """Merge, one at a time, the lowest layer whose alpha-over differs from psd-tools' render in context."""
+    width, height = psd.width, psd.height
+    start = 1
+    while True:
+        bad = None
+        for k in range(start, len(units)):
+            members = [m for unit in units[: k + 1] for m in unit.members]
+            truth = render_layer(psd, members, "", None, cache)
+            ours = composite([unit.layer for unit in units[: k + 1]], width, height)
+            if psnr(ours, composite([truth], width, height)) < VERIFY_PSNR:
+                bad = k
+                break
+        if bad is None:
+            return units, merges
+        unit = units[bad]
+        unit.interacts = True
+        unit.region = unit.region or canvas_box(width, height)
+        for i in unit.nodes:
+            nodes[i].action += "; does not stand alone over what is beneath (verified against psd-tools)"
+        before = len(units)
+        units, more = _resolve_interactions(psd, units, nodes, cache)
+        merges = merges + more
+        if len(units) == before:  # nothing beneath overlaps it: cannot do better
+            return units, merges
+        start = max(1, bad - (before - len(units)))
 
 
 def _blend_of(unit: Unit) -> str:

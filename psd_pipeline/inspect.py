@@ -6,11 +6,9 @@ import dataclasses
 import os
 from pathlib import Path
 
-from psd_pipeline.curate import CurationOptions, curate
 from psd_pipeline.errors import Rejected
-from psd_pipeline.extract import extract
-from psd_pipeline.fidelity import psnr
 from psd_pipeline.header import read_header
+from psd_pipeline.sample import SampleOptions, best_attempt
 
 
 def inspect_file(
@@ -22,22 +20,14 @@ def inspect_file(
     try:
         header = read_header(path)
         report["header"] = dataclasses.asdict(header)
-        extraction = extract(path)
-        best = None
-        for strict in (False, True) if extraction.has_blended_effects else (False,):
-            attempt = extraction if not strict else extract(path, strict_effects=True)
-            curated = curate(attempt.stack, attempt.kinds, CurationOptions(max_layers, min_visible))
-            value = psnr(curated.stack.composite(), attempt.reference)
-            if best is None or value > best[0]:
-                best = (value, attempt, curated, strict)
-            if value >= min_psnr:
-                break
-        value, extraction, curated, strict = best
+        options = SampleOptions(max_layers=max_layers, min_visible=min_visible, min_psnr=min_psnr)
+        value, extraction, curated, first = best_attempt(path, options)
     except Rejected as exc:
         report["reason"], report["detail"] = exc.reason, exc.detail
         return report
     report["reference"] = extraction.reference_kind
-    report["strict_effects"] = strict
+    report["rules"] = extraction.rules
+    report["psd_tools_psnr"] = None if first.psd_tools_psnr is None else round(first.psd_tools_psnr, 3)
     report["tree"] = [dataclasses.asdict(node) for node in extraction.nodes]
     report["extracted"] = [
         {"name": layer.name, "kind": kind, "bbox": list(layer.bbox), "sources": sources}
@@ -90,7 +80,10 @@ def format_report(report: dict) -> str:
         lines.append(f"result: {len(report['layers'])} layer(s), bottom first:")
         for i, layer in enumerate(report["layers"]):
             lines.append(f"  {i}: {layer['name']!r} ({layer['kind']}) bbox {tuple(layer['bbox'])}")
+        lines.append(f"rules: {report['rules']}")
         lines.append(f"fidelity: {report['psnr']:.2f} dB against the {report['reference']} composite")
+        if report["psd_tools_psnr"] is not None:
+            lines.append(f"psd-tools' own full composite: {report['psd_tools_psnr']:.2f} dB")
     verdict = report["verdict"]
     if verdict == "accepted":
         lines.append(f"verdict: accepted (gate {report['min_psnr']} dB)")

@@ -74,21 +74,33 @@ def process_file(path: str | os.PathLike, relative: str, options: SampleOptions)
     return {"record": record, "row": row}
 
 
-def _accept(path: Path, relative: str, record: dict, options: SampleOptions) -> dict:
-    attempt = None
-    for strict, extraction in enumerate(extract_variants(path, options.max_pixels)):
-        candidate = _attempt(extraction, record, options, bool(strict))
+def best_attempt(path: str | os.PathLike, options: SampleOptions, record: dict | None = None):
+    """(psnr, extraction, curated, first extraction): the finest extraction that passes the gate, else the best."""
+    record = {} if record is None else record
+    attempt, first = None, None
+    for extraction in extract_variants(path, options.max_pixels, options.min_psnr):
+        first = first or extraction
+        candidate = _attempt(extraction, record, options)
         if attempt is None or candidate[0] > attempt[0]:
             attempt = candidate
         if attempt[0] >= options.min_psnr:
             break
-    value, extraction, curated, strict = attempt
+    return (*attempt, first)
+
+
+def _accept(path: Path, relative: str, record: dict, options: SampleOptions) -> dict:
+    value, extraction, curated, first = best_attempt(path, options, record)
     record["psnr"] = round(value, 3)
     record["layers_before"] = len(extraction.stack)
     record["layers_after"] = len(curated.stack)
     record["reference"] = extraction.reference_kind
     if value < options.min_psnr:
-        raise Rejected("low-psnr", f"recomposited layers reach {value:.2f} dB < {options.min_psnr} dB (--min-psnr)")
+        detail = f"recomposited layers reach {value:.2f} dB < {options.min_psnr} dB (--min-psnr)"
+        if first.psd_tools_psnr is not None and first.psd_tools_psnr < options.min_psnr:
+            detail += (
+                f"; psd-tools' own full composite reaches {first.psd_tools_psnr:.2f} dB (a feature it cannot render)"
+            )
+        raise Rejected("low-psnr", detail)
     stack = curated.stack
     names = [layer.name for layer in stack.layers]
     meta = {
@@ -105,7 +117,7 @@ def _accept(path: Path, relative: str, record: dict, options: SampleOptions) -> 
         "layer_bboxes": [list(layer.bbox) for layer in stack.layers],
         "merges": extraction.merges + curated.merges,
         "dropped": curated.dropped,
-        "strict_effects": strict,
+        "rules": extraction.rules,
         "psnr": record["psnr"],
         "reference": extraction.reference_kind,
         "layers_before": record["layers_before"],
@@ -119,7 +131,7 @@ def _accept(path: Path, relative: str, record: dict, options: SampleOptions) -> 
     }
 
 
-def _attempt(extraction: Extraction, record: dict, options: SampleOptions, strict_effects: bool):
+def _attempt(extraction: Extraction, record: dict, options: SampleOptions):
     record["layers_before"] = len(extraction.stack)
     curated = curate(extraction.stack, extraction.kinds, options.curation)
     reference = extraction.reference
@@ -127,7 +139,7 @@ def _attempt(extraction: Extraction, record: dict, options: SampleOptions, stric
         reference = downscale_image(reference, curated.stack.size)
     curated.composite = curated.stack.composite()
     value = psnr(curated.composite, reference)
-    return value, extraction, curated, strict_effects
+    return value, extraction, curated
 
 
 def names_caption(texts: list[str], names: list[str]) -> str:

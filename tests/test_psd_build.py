@@ -117,8 +117,9 @@ def test_category_adjustments(corpus_build):
     adjustments = {p: r for p, r in manifest.items() if p.startswith("adjustments/")}
     accepted = [r for r in adjustments.values() if r["outcome"] == "accepted"]
     assert len(accepted) >= 10
-    # legacy brightness/contrast is not rendered by psd-tools: caught by the gate, not shipped
+    # legacy brightness/contrast is not rendered by psd-tools: caught by the gate, not shipped, and said so
     assert _outcome(manifest, "adjustments/brightnesscontrast_legacy_rgb.psd") == "low-psnr"
+    assert "psd-tools' own full composite" in manifest["adjustments/brightnesscontrast_legacy_rgb.psd"]["detail"]
     # an adjustment layer alone has nothing to adjust: no visible layer
     for name in ["curves", "levels", "invert", "hue-saturation", "threshold"]:
         assert _outcome(manifest, f"layers/{name}.psd") == "no-visible-layers"

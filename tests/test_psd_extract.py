@@ -100,3 +100,16 @@ def test_unconvertible_colour_modes_are_rejected_with_the_reason(shared_dir, nam
 def test_no_stored_composite_uses_psd_tools_and_says_so(shared_dir):
     extraction = extract(shared_dir / "psd-corpus" / "layers-minimal" / "pixel-layer.psd")
     assert extraction.reference_kind == "psd-tools"
+
+
+def test_32_bit_linear_blending_needs_the_verified_rules(shared_dir):
+    from psd_pipeline.extract import extract_variants
+
+    variants = list(extract_variants(shared_dir / "psd-corpus" / "pen-text.psd", min_psnr=40.0))
+    first, last = variants[0], variants[-1]
+    # a 32-bit document blends in linear light: its semi-transparent edges do not alpha-over in sRGB
+    assert psnr(first.stack.composite(), first.reference) < 40
+    assert first.psd_tools_psnr >= 40  # psd-tools itself renders the whole file well
+    assert last.rules == "verified"
+    assert psnr(last.stack.composite(), last.reference) >= 40
+    assert 1 < len(last.stack) < len(first.stack)
