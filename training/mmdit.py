@@ -115,6 +115,15 @@ def compute_loss(transformer, batch: Batch, train_scheduler, config: Config, dev
     return per_sample.mean()
 
 
+def append_metrics(out: Path, step: int, values: dict) -> None:
+    """One JSON line per step in OUTPUT/logs/metrics.jsonl (beside TensorBoard, readable without it)."""
+    import json
+
+    (out / "logs").mkdir(parents=True, exist_ok=True)
+    with open(out / "logs" / "metrics.jsonl", "a", encoding="utf-8") as handle:
+        handle.write(json.dumps({"step": step, **values}) + "\n")
+
+
 def _trackers(config: Config) -> list[str]:
     if config.train.report_to != "tensorboard":
         return []
@@ -161,7 +170,8 @@ def train_mmdit(config: Config, resume: bool = False, source=None) -> dict:
         mixed_precision=config.train.mixed_precision,
         log_with=_trackers(config) or None,
         project_config=ProjectConfiguration(project_dir=str(out), logging_dir=str(out / "logs")),
-        kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=False)],
+        # find_unused_parameters: the last block's text-stream outputs never reach the loss.
+        kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True)],
     )
     set_seed(config.seed)
     weight_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(config.train.mixed_precision, torch.float32)
@@ -271,8 +281,11 @@ def train_mmdit(config: Config, resume: bool = False, source=None) -> dict:
         rate = samples / max(time.perf_counter() - started, 1e-9)
         progress.update(1)
         progress.set_postfix(loss=f"{step_loss:.4f}", samples_per_s=f"{rate:.2f}")
+        logs = {"loss": step_loss, "lr": lr_scheduler.get_last_lr()[0], "samples_per_s": rate}
+        if accelerator.is_main_process:
+            append_metrics(out, step, logs)
         if step % config.train.log_every == 0 or step == config.train.max_steps:
-            accelerator.log({"loss": step_loss, "lr": lr_scheduler.get_last_lr()[0], "samples_per_s": rate}, step=step)
+            accelerator.log(logs, step=step)
         if step % config.train.checkpoint_every == 0 or step == config.train.max_steps:
             ckpt.save_checkpoint(accelerator, out, step, config.train.checkpoints_total_limit, {"loss": step_loss})
     progress.close()
