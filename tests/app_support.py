@@ -64,10 +64,10 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def serve(model: str = "demo"):
+def serve(model: str = "demo", examples: list[str] | None = None):
     """The editor served on a free 127.0.0.1 port in this process: (demo, url). Close with demo.close()."""
     from layered.app.ui import launch
 
     port = free_port()
-    demo = launch(host="127.0.0.1", port=port, model=model, block=False)
+    demo = launch(host="127.0.0.1", port=port, model=model, examples=examples, block=False)
     return demo, f"http://127.0.0.1:{port}/"

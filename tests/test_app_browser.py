@@ -191,6 +191,22 @@ def test_two_browser_sessions_do_not_share_layers(browser, url, tmp_path):
     ctx_b.close()
 
 
+def test_example_opens_on_click(browser, tmp_path):
+    """The examples (made by the synthetic design generator) open like an upload."""
+    from layered.app.examples import example_files
+
+    examples = example_files(folder=tmp_path)
+    demo, address = serve(examples=examples)
+    try:
+        context, page = open_editor(browser, address)
+        page.get_by_text(Path(examples[-1]).name).first.click()  # the PSD example: opened as its layers
+        status = wait_status(page, "Opened")
+        assert Path(examples[-1]).name in status and thumbnails(page) == len(list(PSDImage.open(examples[-1])))
+        context.close()
+    finally:
+        demo.close()
+
+
 @pytest.mark.skipif(os.environ.get("LAYERED_DOCS_SCREENSHOT") != "1", reason="set LAYERED_DOCS_SCREENSHOT=1")
 def test_docs_screenshot(browser, url, tmp_path):
     """docs/editor.png: a synthetic example design, decomposed, one layer selected."""

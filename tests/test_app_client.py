@@ -228,8 +228,13 @@ def test_model_decomposition_and_cancel(client, tmp_path, model_dir):
     count = len(layers(out))
     job = client.submit("model", str(model_dir), "2", 100, 0, 1.0, 32, "", api_name="/decompose")
     deadline = time.time() + 60
-    while time.time() < deadline and not (job.status().progress_data or []):
-        time.sleep(0.1)  # wait until denoising has started
+
+    def denoising() -> bool:  # the progress bar's text once the model runs
+        return any("denoising step" in (unit.desc or "") for unit in job.status().progress_data or [])
+
+    while time.time() < deadline and not denoising():
+        time.sleep(0.1)
+    assert denoising()
     started = time.time()
     assert client.predict(api_name="/cancel") == "Cancelling..."
     result = job.result(timeout=60)
