@@ -181,7 +181,8 @@ def train_mmdit(config: Config, resume: bool = False, source=None) -> dict:
         raise LayeredError("no training data: set data.path in the config or pass --data DIR")
     refs = index_rows(config.data.path) if source is None else source.refs
     buckets = make_buckets(config.data.resolution, config.data.bucket_ratios, config.data.multiple)
-    train_refs = refs[config.data.held_out :] if config.data.held_out < len(refs) else refs
+    held_refs = refs[: config.data.held_out] if config.data.held_out < len(refs) else []
+    train_refs = refs[len(held_refs) :]
     plan = BatchPlan(
         train_refs, buckets, config.data.max_layers, config.data.batch_size, accelerator.num_processes, config.seed
     )
@@ -201,6 +202,7 @@ def train_mmdit(config: Config, resume: bool = False, source=None) -> dict:
                 train_refs, buckets, config.data.max_layers, vae, text_pipeline(text_encoder, tokenizer), device
             )
 
+    components = {"vae": vae, "text_encoder": text_encoder, "tokenizer": tokenizer, "processor": processor}
     if config.train.gradient_checkpointing:
         transformer.enable_gradient_checkpointing()
     if config.lora.rank > 0:
@@ -284,7 +286,12 @@ def train_mmdit(config: Config, resume: bool = False, source=None) -> dict:
         logs = {"loss": step_loss, "lr": lr_scheduler.get_last_lr()[0], "samples_per_s": rate}
         if accelerator.is_main_process:
             append_metrics(out, step, logs)
-        if step % config.train.log_every == 0 or step == config.train.max_steps:
+        if held_refs and config.eval.every and step % config.eval.every == 0:
+            if accelerator.is_main_process:
+                logs.update(run_eval(accelerator.unwrap_model(transformer), components, held_refs, config, step))
+                append_metrics(out, step, {k: v for k, v in logs.items() if k.startswith("eval/")})
+            accelerator.wait_for_everyone()
+        if step % config.train.log_every == 0 or step == config.train.max_steps or len(logs) > 3:
             accelerator.log(logs, step=step)
         if step % config.train.checkpoint_every == 0 or step == config.train.max_steps:
             ckpt.save_checkpoint(accelerator, out, step, config.train.checkpoints_total_limit, {"loss": step_loss})
@@ -300,6 +307,42 @@ def train_mmdit(config: Config, resume: bool = False, source=None) -> dict:
     accelerator.wait_for_everyone()
     accelerator.end_training()
     return result
+
+
+def run_eval(transformer, components: dict, held_refs, config: Config, step: int) -> dict[str, float]:
+    """Decompose the held-out rows with the current weights; layer folders in OUTPUT/samples/step-N."""
+    from training.cache import OnlineSource
+    from training.data import make_buckets
+    from training.evaluation import evaluate_heldout
+    from training.models import build_pipeline, load_scheduler
+
+    buckets = make_buckets(config.data.resolution, config.data.bucket_ratios, config.data.multiple)
+    source = OnlineSource(held_refs, buckets, config.data.max_layers, None, None, "cpu")
+    rows = [source.pixels(i) for i in range(len(held_refs))]
+    device = next(transformer.parameters()).device
+    vae, text_encoder = components["vae"], components["text_encoder"]
+    moved = [m for m in (vae, text_encoder) if next(m.parameters()).device != device]
+    for module in moved:
+        module.to(device)
+    pipe = build_pipeline(
+        transformer,
+        vae,
+        text_encoder,
+        components["tokenizer"],
+        components["processor"],
+        load_scheduler(config),
+        resolution=config.data.resolution,
+    )
+    pipe.set_progress_bar_config(disable=True)
+    was_training = transformer.training
+    transformer.eval()
+    try:
+        out = Path(config.output_dir) / "samples" / f"step-{step}"
+        return evaluate_heldout(pipe, rows, out, config.eval.steps, config.eval.max_merge, config.seed)
+    finally:
+        transformer.train(was_training)
+        for module in moved:
+            module.to("cpu")
 
 
 def save_output(transformer, config: Config, vae, text_encoder, tokenizer, processor) -> Path:
