@@ -360,7 +360,9 @@ def _icc_transform(psd, mode: str):
 
         try:
             source = ImageCms.ImageCmsProfile(io.BytesIO(profile))
-            transform = ImageCms.buildTransform(source, ImageCms.createProfile("sRGB"), mode, "RGB")
+            srgb = mode == "RGB" and ImageCms.getProfileDescription(source).strip().startswith("sRGB")
+            # sRGB to sRGB is the identity: skip the work (the most common embedded profile)
+            transform = None if srgb else ImageCms.buildTransform(source, ImageCms.createProfile("sRGB"), mode, "RGB")
         except (ImageCms.PyCMSError, OSError, ValueError):
             transform = None
         if len(_ICC_CACHE) >= 16:  # most files share a handful of profiles

@@ -14,6 +14,7 @@ import numpy as np
 from PIL import Image
 
 from layered.fileio import MAX_PIXELS
+from layered.stack import LayerStack
 from psd_pipeline.curate import CurationOptions, curate, downscale_image
 from psd_pipeline.errors import Rejected
 from psd_pipeline.extract import Extraction, extract_variants
@@ -126,7 +127,7 @@ def _accept(path: Path, relative: str, record: dict, options: SampleOptions) -> 
     return {
         "id": sample_id(relative, record["sha256"]),
         "composite": encode_png(curated.composite),
-        "layers": [encode_png(stack.render_layer(i)) for i in range(len(stack))],
+        "layers": [encode_png(full_canvas(layer, stack.width, stack.height)) for layer in stack.layers],
         "meta": json.dumps(meta, ensure_ascii=False, sort_keys=True),
     }
 
@@ -150,6 +151,18 @@ def names_caption(texts: list[str], names: list[str]) -> str:
         if text and text not in seen:
             seen.append(text)
     return "; ".join(seen)
+
+
+def full_canvas(layer, width: int, height: int) -> np.ndarray:
+    """A layer (opacity 1, as extraction makes them) pasted on a transparent canvas: uint8 copy, no blending."""
+    if layer.opacity != 1.0 or not layer.visible:
+        return LayerStack(width, height, (layer.replace(visible=True),)).composite()
+    out = np.zeros((height, width, 4), np.uint8)
+    left, top = max(layer.x, 0), max(layer.y, 0)
+    right, bottom = min(layer.x + layer.width, width), min(layer.y + layer.height, height)
+    if right > left and bottom > top:
+        out[top:bottom, left:right] = layer.pixels[top - layer.y : bottom - layer.y, left - layer.x : right - layer.x]
+    return out
 
 
 def encode_png(pixels: np.ndarray) -> bytes:
