@@ -102,14 +102,16 @@ def test_no_stored_composite_uses_psd_tools_and_says_so(shared_dir):
     assert extraction.reference_kind == "psd-tools"
 
 
-def test_32_bit_linear_blending_needs_the_verified_rules(shared_dir):
+def test_a_layer_that_does_not_stand_alone_is_found_by_the_verified_rules(shared_dir):
     from psd_pipeline.extract import extract_variants
 
-    variants = list(extract_variants(shared_dir / "psd-corpus" / "pen-text.psd", min_psnr=40.0))
+    path = shared_dir / "psd-corpus" / "descriptors" / "stroke-color-descriptors-gray.psd"
+    variants = list(extract_variants(path, min_psnr=40.0))
     first, last = variants[0], variants[-1]
-    # a 32-bit document blends in linear light: its semi-transparent edges do not alpha-over in sRGB
+    # psd-tools renders this stroked shape differently alone than over its backdrop: the default split fails
     assert psnr(first.stack.composite(), first.reference) < 40
-    assert first.psd_tools_psnr >= 40  # psd-tools itself renders the whole file well
+    assert first.psd_tools_psnr >= 40  # while psd-tools renders the whole file well
     assert last.rules == "verified"
     assert psnr(last.stack.composite(), last.reference) >= 40
-    assert 1 < len(last.stack) < len(first.stack)
+    assert len(last.stack) < len(first.stack)
+    assert any("verified" in node.action for node in last.nodes)
