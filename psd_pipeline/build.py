@@ -90,6 +90,10 @@ def validate(config: BuildConfig) -> None:
     out = config.out.resolve()
     if out == config.src.resolve():
         raise InputError("the output folder must not be the source folder")
+    try:
+        import pyarrow  # noqa: F401
+    except ImportError:
+        raise LayeredError("layered psd build writes Parquet and needs pyarrow: pip install 'layered[train]'") from None
     if out.exists() and not out.is_dir():
         raise InputError(f"{config.out}: exists and is not a folder")
     if out.exists() and not config.resume and any(out.iterdir()):
