@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import torch
@@ -33,16 +31,11 @@ def test_tiny_counts_match_a_real_instance_and_peft():
         assert report["memory_gib_per_gpu"]["fsdp"]["8"] <= report["memory_gib_per_gpu"]["ddp"]["8"]
 
 
-def test_real_config_reports_about_20_4b_parameters():
-    out = subprocess.run(
-        [sys.executable, "-m", "layered", "train", "mmdit", str(CONFIGS / "qwen_image_layered_i2l.yaml"), "--dry-run"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert out.returncode == 0, out.stderr[-2000:]
-    report = json.loads(out.stdout.strip().splitlines()[-1])
+def test_real_config_reports_about_20_4b_parameters(capsys):
+    from layered.cli import main
+
+    assert main(["train", "mmdit", str(CONFIGS / "qwen_image_layered_i2l.yaml"), "--dry-run"]) == 0
+    report = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert 20.3e9 < report["transformer_params"] < 20.5e9
     assert 0 < report["trainable_params"] < report["transformer_params"] / 10  # LoRA by default
     assert report["tokens_per_sample"] == (20 + 1) * 40 * 40 + 40 * 40  # 640 px -> 40 x 40 tokens per frame

@@ -59,3 +59,18 @@ def test_short_run_saves_a_vae_whose_eval_matches(tmp_path):
     alpha = ((recon[3].clamp(-1, 1) + 1) * 127.5).round().numpy() / 255
     assert scores["alpha_iou"] == pytest.approx(alpha.mean(), abs=1e-6)  # soft IoU against alpha 1 = mean alpha
     assert math.isfinite(scores["psnr"]) and -1.0 <= scores["ssim"] <= 1.0
+
+
+def test_vae_overfits_a_fixed_batch(tmp_path):
+    data = write_shards(tmp_path / "ds", rows=2, layers=2)
+    settings = {
+        "data.path": str(data),
+        "output_dir": str(tmp_path / "out"),
+        "train.max_steps": 80,
+        "train.overfit_batch": True,
+        "data.batch_size": 1,
+        "train.checkpoint_every": 1000,
+        "train.report_to": None,
+    }
+    losses = train_vae(load_config(CONFIGS / "tiny_vae.yaml", settings))["losses"]
+    assert losses[0] / min(losses[-5:]) >= 10, losses[::10]
