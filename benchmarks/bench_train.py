@@ -1,7 +1,7 @@
 """Tiny VLD-MMDiT training on CPU: samples/s with the latent/text cache vs without, and peak memory with vs
 without gradient checkpointing. Each variant runs in its own process (peak RSS is per process), in one run.
 
-    python benchmarks/bench_train.py [--steps 20] [--rows 8] [--resolution 64] [--layers 4]
+    python benchmarks/bench_train.py [--steps 10] [--rows 8] [--resolution 128] [--layers 8] [--blocks 4] [--heads 4]
 """
 
 from __future__ import annotations
@@ -62,6 +62,8 @@ def variant(args) -> dict:
         "data.max_layers": args.layers,
         "data.cache": args.cache,
         "train.gradient_checkpointing": args.checkpointing,
+        "model.transformer.num_layers": args.blocks,
+        "model.transformer.num_attention_heads": args.heads,
     }
     config = load_config(ROOT / "training" / "configs" / "tiny_i2l.yaml", overrides)
     started = time.perf_counter()
@@ -83,10 +85,12 @@ def run_variant(common: list[str], extra: list[str]) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--steps", type=int, default=20)
+    parser.add_argument("--steps", type=int, default=10)
     parser.add_argument("--rows", type=int, default=8)
-    parser.add_argument("--resolution", type=int, default=64)
-    parser.add_argument("--layers", type=int, default=4)
+    parser.add_argument("--resolution", type=int, default=128)
+    parser.add_argument("--layers", type=int, default=8)
+    parser.add_argument("--blocks", type=int, default=4, help="transformer blocks (tiny config: 2)")
+    parser.add_argument("--heads", type=int, default=4, help="attention heads of 16 dims (tiny config: 2)")
     parser.add_argument("--variant", action="store_true")
     parser.add_argument("--data")
     parser.add_argument("--out")
@@ -100,6 +104,7 @@ def main() -> None:
         tmp = Path(tmp)
         write_dataset(tmp / "ds", args.rows, args.resolution, args.layers)
         common = ["--steps", str(args.steps), "--resolution", str(args.resolution), "--layers", str(args.layers)]
+        common += ["--blocks", str(args.blocks), "--heads", str(args.heads)]
         common += ["--data", str(tmp / "ds")]
         from training.cache import write_cache
         from training.config import load_config
@@ -113,7 +118,10 @@ def main() -> None:
         cached = run_variant(common, ["--out", str(tmp / "b"), "--cache", str(tmp / "cache")])
         plain = run_variant(common, ["--out", str(tmp / "c"), "--cache", str(tmp / "cache")])
         ckpt = run_variant(common, ["--out", str(tmp / "d"), "--cache", str(tmp / "cache"), "--checkpointing"])
-    print(f"tiny i2l, {args.resolution}px, {args.layers} layers, batch 4, {args.steps} steps, CPU")
+    print(
+        f"tiny i2l ({args.blocks} blocks, {args.heads} heads x 16), {args.resolution}px, {args.layers} layers,"
+        f" batch 4, {args.steps} steps, CPU; cache built beforehand"
+    )
     print(
         f"samples/s  cache {cached['samples_per_s']:.2f}  vs online VAE+text encoder {online['samples_per_s']:.2f}"
         f"  ratio {cached['samples_per_s'] / online['samples_per_s']:.2f}x"

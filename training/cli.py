@@ -38,12 +38,17 @@ def run(args: argparse.Namespace) -> int:
 
         print(json.dumps(dry_run(config)))
         return 0
+    from layered.errors import InputError
+    from training.data import list_shards
+
+    if args.build_cache and not args.cache:
+        raise InputError("--build-cache needs --cache DIR")
+    if not config.data.path:
+        raise InputError("no training data: set data.path in the config or pass --data DIR")
+    list_shards(config.data.path)  # fails fast, before torch is imported
     if args.build_cache:
-        from layered.errors import InputError
         from training.cache import write_cache
 
-        if not args.cache:
-            raise InputError("--build-cache needs --cache DIR")
         print(f"wrote {write_cache(config, args.cache)}")
         return 0
     if config.task == "vae":
