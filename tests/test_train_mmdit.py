@@ -55,3 +55,18 @@ def test_overfits_a_fixed_batch(stage, dataset, tmp_path):
         out = pipe(Image.fromarray(image), prompt="picture number 0", layers=2, num_inference_steps=2)
         assert len(out.images[0]) == 2 and out.images[0][0].size == (32, 32)
         assert len(out.stacks[0]) <= 2
+
+
+def test_gradient_checkpointing_does_not_change_the_losses(dataset, tmp_path):
+    runs = []
+    for checkpointing in (False, True):
+        config = tiny(
+            "i2l",
+            dataset,
+            tmp_path / str(checkpointing),
+            train__max_steps=3,
+            train__gradient_checkpointing=checkpointing,
+            data__batch_size=2,
+        )
+        runs.append(train_mmdit(config)["losses"])
+    assert runs[1] == pytest.approx(runs[0], rel=1e-5)
