@@ -81,3 +81,26 @@ def test_vae_overfits_a_fixed_batch(tmp_path):
     }
     losses = train_vae(load_config(CONFIGS / "tiny_vae.yaml", settings))["losses"]
     assert losses[0] / min(losses[-5:]) >= 10, losses[::10]
+
+
+def test_starts_from_an_rgb_vae_by_channel_surgery(tmp_path):
+    from diffusers import AutoencoderKLQwenImage
+
+    torch.manual_seed(0)
+    settings = dict(base_dim=8, z_dim=8, dim_mult=[1, 2, 4], num_res_blocks=1, temperal_downsample=[False, True])
+    AutoencoderKLQwenImage(**settings, input_channels=3).save_pretrained(tmp_path / "rgb")
+    rgb = AutoencoderKLQwenImage.from_pretrained(tmp_path / "rgb")
+    data = write_shards(tmp_path / "ds", rows=2, layers=2)
+    overrides = {
+        "data.path": str(data),
+        "output_dir": str(tmp_path / "out"),
+        "model.rgb_vae": str(tmp_path / "rgb"),
+        "model.vae_config": None,
+        "train.max_steps": 0,
+        "train.report_to": None,
+    }
+    vae = AutoencoderKLQwenImage.from_pretrained(train_vae(load_config(CONFIGS / "tiny_vae.yaml", overrides))["output"])
+    assert vae.config.input_channels == 4
+    conv_in = vae.encoder.conv_in.weight
+    torch.testing.assert_close(conv_in[:, :3], rgb.encoder.conv_in.weight)
+    assert conv_in[:, 3].abs().max() == 0  # alpha enters with zero weight: RGB images encode as before
