@@ -33,3 +33,12 @@ def test_cache_missing_rows_is_an_input_error(tmp_path):
     more = write_shards(tmp_path / "more", rows=3, layers=2)
     with pytest.raises(InputError, match="cache lacks 1 dataset rows"):
         CacheSource(tmp_path / "cache", index_rows(more))
+
+
+def test_cache_from_other_settings_is_an_input_error(tmp_path):
+    data = write_shards(tmp_path / "ds", rows=2, layers=2)
+    write_cache(load_config(CONFIG, {"data.path": str(data)}), tmp_path / "cache")
+    config = load_config(CONFIG, {"data.path": str(data), "data.max_layers": 2, "output_dir": str(tmp_path / "o")})
+    config.data.cache = str(tmp_path / "cache")
+    with pytest.raises(InputError, match="cache built with max_layers=4"):
+        train_mmdit(config)

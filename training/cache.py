@@ -61,7 +61,7 @@ class OnlineSource:
 class CacheSource:
     """Rows read back from a cache folder written by `build_cache`."""
 
-    def __init__(self, folder: str | Path, refs: list[RowRef]) -> None:
+    def __init__(self, folder: str | Path, refs: list[RowRef], settings: dict | None = None) -> None:
         from safetensors import safe_open
 
         folder = Path(folder)
@@ -71,6 +71,10 @@ class CacheSource:
         index = json.loads(index_path.read_text())
         if index.get("version") != CACHE_VERSION:
             raise InputError(f"{folder}: cache version {index.get('version')} is not {CACHE_VERSION}; rebuild it")
+        stored = index.get("settings", {})
+        for key, value in (settings or {}).items():
+            if key in stored and json.loads(json.dumps(value)) != stored[key]:
+                raise InputError(f"{folder}: cache built with {key}={stored[key]}, the config has {value}; rebuild it")
         self.where = {row_id: shard for row_id, shard in index["rows"].items()}
         missing = [ref.id for ref in refs if ref.id not in self.where]
         if missing:
@@ -139,5 +143,12 @@ def write_cache(config, folder: str | Path) -> Path:
     vae = load_vae(config).requires_grad_(False)
     text_encoder, tokenizer, _ = load_text_components(config)
     source = OnlineSource(refs, buckets, config.data.max_layers, vae, text_pipeline(text_encoder, tokenizer), "cpu")
-    settings = {"resolution": config.data.resolution, "buckets": buckets, "max_layers": config.data.max_layers}
-    return build_cache(source, folder, settings=settings)
+    return build_cache(source, folder, settings=cache_settings(config))
+
+
+def cache_settings(config) -> dict:
+    """What a cache depends on besides the rows: checked when a run reads it."""
+    from training.data import make_buckets
+
+    buckets = make_buckets(config.data.resolution, config.data.bucket_ratios, config.data.multiple)
+    return {"buckets": [list(b) for b in buckets], "max_layers": config.data.max_layers}

@@ -160,7 +160,7 @@ def train_mmdit(config: Config, resume: bool = False, source=None) -> dict:
     from tqdm.auto import tqdm
 
     from training import checkpoint as ckpt
-    from training.cache import CacheSource, OnlineSource
+    from training.cache import CacheSource, OnlineSource, cache_settings
     from training.encoding import text_pipeline
     from training.models import load_scheduler, load_text_components, load_transformer, load_vae
 
@@ -194,7 +194,7 @@ def train_mmdit(config: Config, resume: bool = False, source=None) -> dict:
     text_encoder.requires_grad_(False)
     if source is None:
         if config.data.cache:
-            source = CacheSource(config.data.cache, train_refs)
+            source = CacheSource(config.data.cache, train_refs, cache_settings(config))
         else:
             vae.to(device, weight_dtype)
             text_encoder.to(device, weight_dtype)
