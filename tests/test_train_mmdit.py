@@ -145,3 +145,13 @@ def test_frame_zero_learns_to_copy_the_condition(tmp_path):
     # Measured: 0.41 with the right image, 0.46 for the best guess without it, 1.32 with another row's image.
     assert right < 0.95 * without_image, (right, without_image)
     assert right < 0.5 * wrong, (right, wrong)
+
+
+def test_bf16_mixed_precision_follows_fp32(dataset, tmp_path):
+    """bf16 autocast (then fp32 again in the same process) keeps the first losses within bf16 rounding."""
+    runs = {}
+    for precision in ("bf16", "no"):
+        config = tiny("i2l", dataset, tmp_path / precision, train__max_steps=2, train__mixed_precision=precision)
+        runs[precision] = train_mmdit(config)["losses"]
+    assert runs["bf16"] == pytest.approx(runs["no"], rel=0.03)
+    assert runs["bf16"] != runs["no"]  # autocast did run in bf16

@@ -115,6 +115,13 @@ def compute_loss(transformer, batch: Batch, train_scheduler, config: Config, dev
     return per_sample.mean()
 
 
+def fresh_accelerator_state() -> None:
+    """Forget a previous in-process run's mixed-precision choice (the process group itself is kept)."""
+    from accelerate.state import AcceleratorState
+
+    AcceleratorState._reset_state(reset_partial_state=False)
+
+
 def append_metrics(out: Path, step: int, values: dict) -> None:
     """One JSON line per step in OUTPUT/logs/metrics.jsonl (beside TensorBoard, readable without it)."""
     import json
@@ -165,6 +172,7 @@ def train_mmdit(config: Config, resume: bool = False, source=None) -> dict:
     from training.models import load_scheduler, load_text_components, load_transformer, load_vae
 
     out = Path(config.output_dir)
+    fresh_accelerator_state()
     accelerator = Accelerator(
         gradient_accumulation_steps=config.train.gradient_accumulation_steps,
         mixed_precision=config.train.mixed_precision,

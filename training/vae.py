@@ -162,9 +162,10 @@ def train_vae(config: Config, resume: bool = False) -> dict:
     from layered.fileio import atomic_dir
     from training import checkpoint as ckpt
     from training.cache import OnlineSource
-    from training.mmdit import _trackers
+    from training.mmdit import _trackers, fresh_accelerator_state
 
     out = Path(config.output_dir)
+    fresh_accelerator_state()
     accelerator = Accelerator(
         gradient_accumulation_steps=config.train.gradient_accumulation_steps,
         mixed_precision=config.train.mixed_precision,
