@@ -71,3 +71,43 @@ def test_lora_loads_and_equals_merged_weights(tmp_path):
     pipe.unload_lora_weights()
     merged = decompose(pipe, image)
     np.testing.assert_allclose(merged, with_lora, atol=2e-3)
+
+
+def test_next_stage_starts_from_base_plus_merged_lora(tmp_path):
+    data = write_shards(tmp_path / "ds", rows=2, layers=2)
+    base_config = load_config(CONFIG, {"data.path": str(data)})
+    text_encoder, tokenizer, processor = load_text_components(base_config)
+    save_pipeline(
+        build_pipeline(
+            load_transformer(base_config),
+            load_vae(base_config),
+            text_encoder,
+            tokenizer,
+            processor,
+            load_scheduler(base_config),
+            resolution=32,
+        ),
+        tmp_path / "base",
+    )
+    settings = {"data.path": str(data), "model.pretrained": str(tmp_path / "base"), "train.report_to": None}
+    lora_run = {**settings, "output_dir": str(tmp_path / "t2l"), "lora.rank": 4, "train.max_steps": 2}
+    lora_run["train.learning_rate"] = 1e-2
+    train_mmdit(load_config(CONFIG.with_name("tiny_t2l.yaml"), lora_run))
+
+    # The reference merge, independent of the trainer: the pipeline's own load_lora_weights + fuse_lora.
+    from layered.pipeline import LayeredPipeline
+
+    pipe = LayeredPipeline.from_pretrained(tmp_path / "base")
+    pipe.load_lora_weights(tmp_path / "t2l" / "lora")
+    pipe.fuse_lora()
+    pipe.unload_lora_weights()
+    expected = pipe.transformer.state_dict()
+
+    next_stage = load_config(CONFIG, {**settings, "model.init_from": str(tmp_path / "t2l")})
+    started = load_transformer(next_stage).state_dict()
+    base = LayeredPipeline.from_pretrained(tmp_path / "base").transformer.state_dict()
+    assert set(started) == set(expected)
+    assert any(not torch.equal(base[k], expected[k]) for k in expected)  # the LoRA changed some weights
+    for key, value in expected.items():
+        torch.testing.assert_close(started[key], value, rtol=1e-5, atol=1e-6)
+    assert load_text_components(next_stage)[0] is not None  # text encoder from the base, not the LoRA folder

@@ -50,6 +50,14 @@ def _component_dir(folder: str | Path, name: str) -> Path:
     raise InputError(f"{folder} has neither {name}/config.json nor config.json")
 
 
+def _with_component(config: Config, name: str) -> Path | None:
+    """The first of init_from, pretrained that is a pipeline folder holding `name`."""
+    for source in (resolve_source(config.model.init_from), resolve_source(config.model.pretrained)):
+        if source and (source / name).is_dir():
+            return source
+    return None
+
+
 def tiny_tokenizer():
     """A byte-level Qwen2 tokenizer built in code (256 byte tokens + the chat special tokens, no merges)."""
     from tokenizers.pre_tokenizers import ByteLevel
@@ -103,8 +111,8 @@ def tiny_text_encoder(settings: dict[str, Any], seed: int = 0):
 
 def load_text_components(config: Config):
     """(text_encoder, tokenizer, processor) from the pretrained pipeline folder or the tiny config."""
-    source = resolve_source(config.model.init_from or config.model.pretrained)
-    if source and (source / "text_encoder").is_dir():
+    source = _with_component(config, "text_encoder")
+    if source:
         from transformers import AutoProcessor, AutoTokenizer, Qwen2_5_VLForConditionalGeneration
 
         text_encoder = Qwen2_5_VLForConditionalGeneration.from_pretrained(Path(source) / "text_encoder")
@@ -125,8 +133,8 @@ def load_text_components(config: Config):
 def load_scheduler(config: Config):
     from diffusers import FlowMatchEulerDiscreteScheduler
 
-    source = resolve_source(config.model.init_from or config.model.pretrained)
-    if source and (source / "scheduler").is_dir():
+    source = _with_component(config, "scheduler")
+    if source:
         return FlowMatchEulerDiscreteScheduler.from_pretrained(source, subfolder="scheduler")
     return FlowMatchEulerDiscreteScheduler(**SCHEDULER_CONFIG)
 
@@ -156,7 +164,8 @@ def load_transformer(config: Config):
     """The VLD-MMDiT: previous stage, else pretrained, else a from-scratch model of `model.transformer`."""
     from diffusers import QwenImageTransformer2DModel
 
-    for source in (config.model.init_from, config.model.pretrained):
+    lora = lora_folder(config.model.init_from)
+    for source in (None if lora else config.model.init_from, config.model.pretrained):
         if source:
             model = QwenImageTransformer2DModel.from_pretrained(_component_dir(source, "transformer"))
             break
@@ -169,7 +178,25 @@ def load_transformer(config: Config):
             model = QwenImageTransformer2DModel(**settings)
     if not (model.config.use_layer3d_rope and model.config.use_additional_t_cond):
         raise InputError("the transformer must have use_layer3d_rope and use_additional_t_cond (a VLD-MMDiT)")
+    if lora is not None:  # the previous stage trained LoRA: its adapter is merged into the base weights
+        from diffusers import QwenImageLayeredPipeline
+
+        QwenImageLayeredPipeline.load_lora_into_transformer(
+            QwenImageLayeredPipeline.lora_state_dict(str(lora)), transformer=model
+        )
+        model.fuse_lora()
+        model.unload_lora()
     return model
+
+
+def lora_folder(init_from: str | Path | None) -> Path | None:
+    """The LoRA folder of a previous LoRA stage (OUTPUT/lora, or the folder itself), else None."""
+    if not init_from:
+        return None
+    for folder in (Path(init_from) / "lora", Path(init_from)):
+        if (folder / "pytorch_lora_weights.safetensors").is_file():
+            return folder
+    return None
 
 
 def build_pipeline(transformer, vae, text_encoder, tokenizer, processor, scheduler, resolution: int | None = None):
