@@ -104,3 +104,19 @@ def test_starts_from_an_rgb_vae_by_channel_surgery(tmp_path):
     conv_in = vae.encoder.conv_in.weight
     torch.testing.assert_close(conv_in[:, :3], rgb.encoder.conv_in.weight)
     assert conv_in[:, 3].abs().max() == 0  # alpha enters with zero weight: RGB images encode as before
+
+
+def test_vae_resume_continues_with_the_same_steps(tmp_path):
+    data = write_shards(tmp_path / "ds", rows=3, layers=2)
+
+    def config(name: str, steps: int):
+        settings = {"data.path": str(data), "output_dir": str(tmp_path / name), "train.max_steps": steps}
+        return load_config(
+            CONFIGS / "tiny_vae.yaml", {**settings, "train.checkpoint_every": 2, "train.report_to": None}
+        )
+
+    full = train_vae(config("full", 4))["losses"]
+    assert train_vae(config("split", 2))["losses"] == pytest.approx(full[:2], rel=1e-5)
+    resumed = train_vae(config("split", 4), resume=True)
+    assert resumed["start_step"] == 2
+    assert resumed["losses"] == pytest.approx(full[2:], rel=1e-5)
