@@ -6,63 +6,14 @@ Reused by other test modules (training, web editor): `from tiny_pipeline import 
 from __future__ import annotations
 
 TINY_Z_DIM = 8  # never 4: the stock pipeline takes any 4-channel input for latents when z_dim == 4
-SPECIAL_TOKENS = (
-    "<|endoftext|>",
-    "<|im_start|>",
-    "<|im_end|>",
-    "<|vision_start|>",
-    "<|vision_end|>",
-    "<|image_pad|>",
-    "<|video_pad|>",
-)
 
 
-def make_tiny_tokenizer():
-    """A byte-level Qwen2 tokenizer with no merges and Qwen's chat special tokens, built offline."""
-    from transformers import Qwen2Tokenizer
-    from transformers.convert_slow_tokenizer import bytes_to_unicode
+def make_tiny_text_encoder_and_tokenizer(hidden_size: int = 16):
+    """The training package's tiny Qwen2.5-VL and offline byte-level tokenizer (one builder for both uses)."""
+    from training.models import tiny_text_encoder
 
-    vocab = {char: i for i, char in enumerate(bytes_to_unicode().values())}
-    tokenizer = Qwen2Tokenizer(vocab=vocab, merges=[])
-    tokenizer.add_special_tokens({"additional_special_tokens": list(SPECIAL_TOKENS)})
-    return tokenizer
-
-
-def make_tiny_text_encoder(tokenizer, hidden_size: int = 16):
-    """A Qwen2.5-VL with one text layer and one vision block (tens of thousands of parameters)."""
-    from transformers import Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration
-
-    ids = {token: tokenizer.convert_tokens_to_ids(token) for token in SPECIAL_TOKENS}
-    text = dict(
-        hidden_size=hidden_size,
-        num_hidden_layers=1,
-        num_attention_heads=2,
-        num_key_value_heads=1,
-        intermediate_size=2 * hidden_size,
-        vocab_size=len(tokenizer),
-        max_position_embeddings=4096,
-        rope_scaling={"type": "mrope", "mrope_section": [1, 1, 2]},
-        bos_token_id=ids["<|endoftext|>"],
-        eos_token_id=ids["<|im_end|>"],
-        pad_token_id=ids["<|endoftext|>"],
-    )
-    vision = dict(
-        depth=1,
-        hidden_size=16,
-        intermediate_size=32,
-        num_heads=2,
-        out_hidden_size=hidden_size,
-        fullatt_block_indexes=[0],
-    )
-    config = Qwen2_5_VLConfig(
-        text_config=text,
-        vision_config=vision,
-        image_token_id=ids["<|image_pad|>"],
-        video_token_id=ids["<|video_pad|>"],
-        vision_start_token_id=ids["<|vision_start|>"],
-        vision_end_token_id=ids["<|vision_end|>"],
-    )
-    return Qwen2_5_VLForConditionalGeneration(config).eval()
+    text_encoder, tokenizer = tiny_text_encoder({"hidden_size": hidden_size, "num_hidden_layers": 1})
+    return text_encoder.eval(), tokenizer
 
 
 def make_tiny_vae(z_dim: int = TINY_Z_DIM, downsample: int = 3, base_dim: int = 4, input_channels: int = 4):
@@ -103,16 +54,9 @@ def make_tiny_scheduler():
     """The flow-matching scheduler with Qwen-Image's configuration (dynamic shifting, exponential)."""
     from diffusers import FlowMatchEulerDiscreteScheduler
 
-    return FlowMatchEulerDiscreteScheduler(
-        base_image_seq_len=256,
-        base_shift=0.5,
-        max_image_seq_len=8192,
-        max_shift=0.9,
-        shift=1.0,
-        shift_terminal=0.02,
-        time_shift_type="exponential",
-        use_dynamic_shifting=True,
-    )
+    from training.models import SCHEDULER_CONFIG
+
+    return FlowMatchEulerDiscreteScheduler(**SCHEDULER_CONFIG)
 
 
 def tiny_components(seed: int = 0, text_encoder: bool = True, downsample: int = 3) -> dict:
@@ -120,11 +64,11 @@ def tiny_components(seed: int = 0, text_encoder: bool = True, downsample: int = 
     import torch
 
     torch.manual_seed(seed)
-    tokenizer = make_tiny_tokenizer() if text_encoder else None
+    encoder, tokenizer = make_tiny_text_encoder_and_tokenizer() if text_encoder else (None, None)
     return {
         "scheduler": make_tiny_scheduler(),
         "vae": make_tiny_vae(downsample=downsample),
-        "text_encoder": make_tiny_text_encoder(tokenizer) if text_encoder else None,
+        "text_encoder": encoder,
         "tokenizer": tokenizer,
         "processor": None,  # Qwen2VLProcessor needs torchvision's video processor: captioning stays optional
         "transformer": make_tiny_transformer(),

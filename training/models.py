@@ -200,22 +200,18 @@ def lora_folder(init_from: str | Path | None) -> Path | None:
 
 
 def build_pipeline(transformer, vae, text_encoder, tokenizer, processor, scheduler, resolution: int | None = None):
-    """`layered.LayeredPipeline` (else the stock QwenImageLayeredPipeline) around trained components."""
-    components = dict(
+    """A `layered.LayeredPipeline` around trained components, at its native working size."""
+    from layered.pipeline import LayeredPipeline
+
+    return LayeredPipeline(
         scheduler=scheduler,
         vae=vae,
         text_encoder=text_encoder,
         tokenizer=tokenizer,
         processor=processor,
         transformer=transformer,
+        default_resolution=resolution or 640,
     )
-    try:
-        from layered.pipeline import LayeredPipeline
-    except ImportError:
-        from diffusers import QwenImageLayeredPipeline
-
-        return QwenImageLayeredPipeline(**components)
-    return LayeredPipeline(**components, default_resolution=resolution or 640)
 
 
 def save_pipeline(pipeline, folder: str | Path) -> None:
