@@ -164,7 +164,10 @@ def recolor(
     if not 0.0 <= tint_strength <= 1.0:
         raise ValueError(f"tint_strength must be in [0, 1], got {tint_strength}")
     layer = stack.layers[i]
-    rgb = layer.pixels[..., :3].astype(np.float64) / 255.0
+    # A per-colour map: transform each distinct colour once (flat graphics have few of them).
+    keys = layer.pixels[..., :3].astype(np.uint32) @ np.array([1 << 16, 1 << 8, 1], np.uint32)
+    distinct, inverse = np.unique(keys.ravel(), return_inverse=True)
+    rgb = np.stack([distinct >> 16, (distinct >> 8) & 255, distinct & 255], axis=-1) / 255.0
     hsv = rgb_to_hsv(rgb)
     hsv[..., 0] = (hsv[..., 0] + float(hue) / 360.0) % 1.0
     hsv[..., 1] = np.minimum(hsv[..., 1] * saturation, 1.0)
@@ -175,8 +178,9 @@ def recolor(
         if len(color) < 3 or not all(0 <= c <= 255 for c in color[:3]):
             raise ValueError(f"tint must be an (r, g, b) colour with components in 0..255, got {tint!r}")
         rgb = rgb * (1.0 - tint_strength) + np.asarray(color[:3], np.float64) / 255.0 * tint_strength
+    mapped = np.clip(rgb * 255.0 + 0.5, 0, 255).astype(np.uint8)
     pixels = layer.pixels.copy()
-    pixels[..., :3] = np.clip(rgb * 255.0 + 0.5, 0, 255).astype(np.uint8)
+    pixels[..., :3] = mapped[inverse].reshape(keys.shape + (3,))
     return _with_layer(stack, i, layer.replace(pixels=pixels))
 
 
