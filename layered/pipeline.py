@@ -7,8 +7,9 @@ any resolution; plain RGB and RGBA inputs; optional captioning; `output_type="la
 
 Prompt rules, per input: `prompt_embeds` are used as given (never captioned). Otherwise a non-empty prompt
 is encoded; an empty one is replaced by a caption when the pipeline has a `processor` and a `text_encoder`;
-without a captioner it falls back to `FALLBACK_PROMPT` encoded by the text encoder, and without a text
-encoder to a single all-zero text token.
+without a captioner it falls back to `FALLBACK_PROMPT`, the empty caption (the unconditional text our
+trainer teaches through caption dropout), encoded by the text encoder; without a text encoder, to a single
+all-zero text token.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ from layered.layer_tools import AUTO_TOLERANCE, prune_layers, split_layer
 from layered.pixels import resize_rgba
 from layered.stack import LayerStack
 
-FALLBACK_PROMPT = "An image composed of several layers."
+FALLBACK_PROMPT = ""  # what `layered train` feeds for a dropped caption: the model knows it
 STOCK_BUCKETS = (640, 1024)  # at these resolutions sides round to multiples of 32, exactly like the stock pipeline
 OFFLOAD_MODES = ("none", "model", "sequential", "group")
 DEFAULT_MAX_LAYERS = 8
