@@ -411,20 +411,26 @@ def _allow(layer, allowed: set[int]) -> None:
             _allow(child, allowed)
 
 
+def _source_node(index: int, depth: int, layer, action: str = "") -> SourceNode:
+    """The inspect/meta record of one psd-tools layer."""
+    return SourceNode(
+        index,
+        depth,
+        str(layer.name),
+        kind_of(layer),
+        layer.blend_mode.name,
+        tuple(int(v) for v in layer.bbox),
+        bool(layer.visible),
+        bool(layer.clipping),
+        int(layer.opacity),
+        action,
+    )
+
+
 def _walk(container, depth: int, nodes: list[SourceNode], units: list[Unit], strict: bool) -> None:
     for layer in container:
         index = len(nodes)
-        node = SourceNode(
-            index,
-            depth,
-            str(layer.name),
-            kind_of(layer),
-            layer.blend_mode.name,
-            tuple(int(v) for v in layer.bbox),
-            bool(layer.visible),
-            bool(layer.clipping),
-            int(layer.opacity),
-        )
+        node = _source_node(index, depth, layer)
         nodes.append(node)
         if layer.clipping:
             node.action = "clipped: baked into the layer it clips to"
@@ -460,20 +466,7 @@ def _walk(container, depth: int, nodes: list[SourceNode], units: list[Unit], str
 
 def _mark_children(group, depth: int, nodes: list[SourceNode], action: str) -> None:
     for layer in group:
-        nodes.append(
-            SourceNode(
-                len(nodes),
-                depth,
-                str(layer.name),
-                kind_of(layer),
-                layer.blend_mode.name,
-                tuple(int(v) for v in layer.bbox),
-                bool(layer.visible),
-                bool(layer.clipping),
-                int(layer.opacity),
-                action,
-            )
-        )
+        nodes.append(_source_node(len(nodes), depth, layer, action))
         if layer.is_group():
             _mark_children(layer, depth + 1, nodes, action)
 
