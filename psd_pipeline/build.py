@@ -258,6 +258,20 @@ def _sha_or_none(path: str) -> str | None:
 def _worker_init() -> None:
     warnings.simplefilter("ignore")
     logging.getLogger("psd_tools").setLevel(logging.CRITICAL)
+    _exit_with_parent()
+
+
+def _exit_with_parent() -> None:
+    """Linux: a worker dies with the builder (kill -9 included) instead of lingering as an orphan."""
+    parent = os.getppid()
+    try:
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(1, 9)  # PR_SET_PDEATHSIG, SIGKILL
+    except (OSError, AttributeError):  # not Linux: orphans end when their task queue closes
+        return
+    if os.getppid() != parent:  # the builder died before the request took effect
+        os._exit(1)
 
 
 def _fingerprint(config: BuildConfig, inputs: list[str]) -> dict:

@@ -229,6 +229,19 @@ def _cli(*args, **kwargs):
     return subprocess.run([sys.executable, "-m", "layered", "psd", *args], capture_output=True, text=True, **kwargs)
 
 
+def _processes_mentioning(text: str) -> list[int]:
+    """Live (not zombie) processes whose command line contains `text` (Linux /proc)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        try:
+            if entry.name.isdigit() and text in (entry / "cmdline").read_bytes().decode(errors="replace"):
+                if (entry / "stat").read_text().split(") ")[-1][0] != "Z":
+                    found.append(int(entry.name))
+        except OSError:
+            continue
+    return found
+
+
 def test_kill_9_then_resume_gives_the_same_rows(synth_dir, tmp_path):
     src = tmp_path / "src"
     write_designs(src, 60, seed=8, size=128)
@@ -258,6 +271,10 @@ def test_kill_9_then_resume_gives_the_same_rows(synth_dir, tmp_path):
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
     assert not (out / "report.json").exists(), "the build finished before it could be killed"
+    deadline = time.time() + 10  # its worker processes die with it: nothing is left running
+    while time.time() < deadline and _processes_mentioning(str(out)):
+        time.sleep(0.05)
+    assert _processes_mentioning(str(out)) == []
     import pyarrow.parquet as pq
 
     for shard in out.glob("*.parquet"):  # what is there is whole: shards appear atomically
