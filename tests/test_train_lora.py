@@ -29,20 +29,17 @@ def decompose(pipe, image) -> np.ndarray:
     return np.stack([np.asarray(x, np.float32) for x in out.images[0]])
 
 
+def save_base_pipeline(data: Path, folder: Path) -> None:
+    """The tiny config's untrained pipeline, saved as the base a LoRA run starts from."""
+    config = load_config(CONFIG, {"data.path": str(data)})
+    text_encoder, tokenizer, processor = load_text_components(config)
+    components = (load_transformer(config), load_vae(config), text_encoder, tokenizer, processor)
+    save_pipeline(build_pipeline(*components, load_scheduler(config), resolution=32), folder)
+
+
 def test_lora_loads_and_equals_merged_weights(tmp_path):
     data = write_shards(tmp_path / "ds", rows=2, layers=2)
-    base_config = load_config(CONFIG, {"data.path": str(data)})
-    text_encoder, tokenizer, processor = load_text_components(base_config)
-    base = build_pipeline(
-        load_transformer(base_config),
-        load_vae(base_config),
-        text_encoder,
-        tokenizer,
-        processor,
-        load_scheduler(base_config),
-        resolution=32,
-    )
-    save_pipeline(base, tmp_path / "base")
+    save_base_pipeline(data, tmp_path / "base")
     config = load_config(
         CONFIG,
         {
@@ -75,20 +72,7 @@ def test_lora_loads_and_equals_merged_weights(tmp_path):
 
 def test_next_stage_starts_from_base_plus_merged_lora(tmp_path):
     data = write_shards(tmp_path / "ds", rows=2, layers=2)
-    base_config = load_config(CONFIG, {"data.path": str(data)})
-    text_encoder, tokenizer, processor = load_text_components(base_config)
-    save_pipeline(
-        build_pipeline(
-            load_transformer(base_config),
-            load_vae(base_config),
-            text_encoder,
-            tokenizer,
-            processor,
-            load_scheduler(base_config),
-            resolution=32,
-        ),
-        tmp_path / "base",
-    )
+    save_base_pipeline(data, tmp_path / "base")
     settings = {"data.path": str(data), "model.pretrained": str(tmp_path / "base"), "train.report_to": None}
     lora_run = {**settings, "output_dir": str(tmp_path / "t2l"), "lora.rank": 4, "train.max_steps": 2}
     lora_run["train.learning_rate"] = 1e-2
