@@ -68,6 +68,32 @@ def test_short_run_saves_a_vae_whose_eval_matches(tmp_path):
     assert math.isfinite(scores["psnr"]) and -1.0 <= scores["ssim"] <= 1.0
 
 
+def test_saved_vae_normalises_its_latents(tmp_path):
+    """latents_mean/std are the posterior-mode statistics of the training rows: normalised latents are ~N(0, 1)."""
+    from diffusers import AutoencoderKLQwenImage
+
+    from training.cache import flatten
+    from training.data import RowReader, index_rows
+    from training.encoding import encode_images
+
+    data = write_shards(tmp_path / "ds", rows=4, layers=2)
+    config = load_config(
+        CONFIGS / "tiny_vae.yaml",
+        {"data.path": str(data), "output_dir": str(tmp_path / "out"), "train.max_steps": 2, "train.report_to": None},
+    )
+    vae = AutoencoderKLQwenImage.from_pretrained(train_vae(config)["output"]).eval()
+    assert vae.config.latents_std != [1.0] * vae.config.z_dim
+    reader = RowReader()
+    images = []
+    for ref in index_rows(data):
+        row = reader.read(ref)
+        images += [flatten(row["composite"]), *row["layers"]]
+    z = encode_images(vae, torch.from_numpy(np.stack([to_model_range(px) for px in images])))
+    per_channel = z.transpose(0, 1).reshape(vae.config.z_dim, -1)
+    np.testing.assert_allclose(per_channel.mean(dim=1).numpy(), 0.0, atol=1e-3)
+    np.testing.assert_allclose(per_channel.std(dim=1).numpy(), 1.0, atol=1e-3)
+
+
 def test_vae_overfits_a_fixed_batch(tmp_path):
     data = write_shards(tmp_path / "ds", rows=2, layers=2)
     settings = {
@@ -120,3 +146,38 @@ def test_vae_resume_continues_with_the_same_steps(tmp_path):
     resumed = train_vae(config("split", 4), resume=True)
     assert resumed["start_step"] == 2
     assert resumed["losses"] == pytest.approx(full[2:], rel=1e-5)
+
+
+@pytest.mark.parametrize("reconstruction", ["l1", "mse"])
+def test_vae_loss_terms_match_their_formulas(reconstruction):
+    """With the posterior mode and no KL, the loss is the chosen distance on RGBA plus on the solid composite."""
+    from diffusers import AutoencoderKLQwenImage
+
+    from training.vae import vae_loss
+
+    config = load_config(
+        CONFIGS / "tiny_vae.yaml",
+        {"vae_loss.reconstruction": reconstruction, "vae_loss.sample_posterior": False, "vae_loss.kl": 0.0},
+    )
+    torch.manual_seed(0)
+    vae = AutoencoderKLQwenImage(**config.model.vae_config).eval()
+    images, colors = torch.rand(2, 4, 32, 32) * 2 - 1, torch.rand(2, 3)
+    with torch.no_grad():
+        recon = vae.decode(vae.encode(images.unsqueeze(2)).latent_dist.mode(), return_dict=False)[0][:, :, 0]
+        power = 2 if reconstruction == "mse" else 1
+        expected = (recon - images).abs().pow(power).mean() + (
+            over_solid(recon, colors) - over_solid(images, colors)
+        ).abs().pow(power).mean()
+        torch.manual_seed(1)
+        first = vae_loss(vae, images, colors, config)
+        torch.manual_seed(2)
+        second = vae_loss(vae, images, colors, config)
+    assert first.item() == pytest.approx(expected.item(), rel=1e-5)
+    assert first.item() == second.item()  # the mode: no sampling noise
+
+
+def test_unknown_reconstruction_loss_is_refused():
+    from layered.errors import InputError
+
+    with pytest.raises(InputError, match="vae_loss.reconstruction"):
+        load_config(CONFIGS / "tiny_vae.yaml", {"vae_loss.reconstruction": "l3"})

@@ -27,6 +27,7 @@ class DataConfig:
     caption_dropout: float = 0.1  # probability of the empty caption (classifier-free guidance)
     cache: str | None = None  # folder of cached VAE latents and text embeddings (`training.cache`)
     held_out: int = 0  # rows kept out of training for periodic evaluation
+    stats_rows: int = 256  # training rows whose latents set the VAE's latents_mean/std at the end of `train vae`
 
 
 @dataclass
@@ -101,6 +102,8 @@ class VaeLossConfig:
     perceptual: float = 0.0  # LPIPS weight (needs the optional `lpips` package)
     kl: float = 1e-6
     rgb_fraction: float = 0.5  # share of samples that are opaque RGB images (alpha 1)
+    reconstruction: str = "l1"  # "l1" or "mse" for the two pixel terms (mse escapes the mean-image plateau faster)
+    sample_posterior: bool = True  # decode a posterior sample; false decodes the mode (a plain autoencoder + KL)
 
 
 @dataclass
@@ -186,6 +189,7 @@ def validate(config: Config) -> Config:
         (config.train.gradient_accumulation_steps >= 1, "train.gradient_accumulation_steps must be >= 1"),
         (config.train.checkpoint_every >= 1, "train.checkpoint_every must be >= 1"),
         (config.lora.rank >= 0, "lora.rank must be >= 0"),
+        (config.vae_loss.reconstruction in ("l1", "mse"), "vae_loss.reconstruction must be l1 or mse"),
     ]
     for ok, message in checks:
         if not ok:

@@ -63,12 +63,18 @@ def vae_samples(source, rows: list[tuple[int, int]], step: int, config: Config) 
 
 
 def vae_loss(vae, images: torch.Tensor, colors: torch.Tensor, config: Config, perceptual=None) -> torch.Tensor:
-    posterior = vae.encode(images.unsqueeze(2)).latent_dist
-    recon = vae.decode(posterior.sample(), return_dict=False)[0][:, :, 0].float()
     weights = config.vae_loss
-    loss = weights.l1 * (recon - images).abs().mean()
+    posterior = vae.encode(images.unsqueeze(2)).latent_dist
+    latents = posterior.sample() if weights.sample_posterior else posterior.mode()
+    recon = vae.decode(latents, return_dict=False)[0][:, :, 0].float()
+    distance = (
+        (lambda a, b: (a - b).square().mean())
+        if weights.reconstruction == "mse"
+        else (lambda a, b: (a - b).abs().mean())
+    )
+    loss = weights.l1 * distance(recon, images)
     recon_rgb, target_rgb = over_solid(recon, colors), over_solid(images, colors)
-    loss = loss + weights.composite_l1 * (recon_rgb - target_rgb).abs().mean()
+    loss = loss + weights.composite_l1 * distance(recon_rgb, target_rgb)
     if perceptual is not None and weights.perceptual > 0:
         loss = loss + weights.perceptual * perceptual(recon_rgb * 2 - 1, target_rgb * 2 - 1).mean()
     return loss + weights.kl * posterior.kl().mean()
@@ -151,6 +157,37 @@ def evaluate_vae(vae, images: list[np.ndarray]) -> dict[str, float]:
 def _over(pixels: np.ndarray, color: np.ndarray) -> np.ndarray:
     alpha = pixels[..., 3:].astype(np.float64) / 255
     return alpha * pixels[..., :3] / 255 + (1 - alpha) * color
+
+
+@torch.no_grad()
+def with_latent_stats(vae, source, rows: int):
+    """A copy of `vae` whose `latents_mean`/`latents_std` are the per-channel statistics of its posterior mode.
+
+    Every MMDiT stage assumes unit-variance latents; measured on composites and layers of the first `rows` rows.
+    """
+    from diffusers import AutoencoderKLQwenImage
+
+    from training.cache import flatten
+    from training.encoding import encode_images
+
+    z_dim = vae.config.z_dim
+    raw = AutoencoderKLQwenImage.from_config(
+        {**dict(vae.config), "latents_mean": [0.0] * z_dim, "latents_std": [1.0] * z_dim}
+    )
+    raw.load_state_dict(vae.state_dict())
+    raw.to(next(vae.parameters()).device).eval()
+    latents = []
+    for index in range(min(rows, len(source.refs))):
+        row = source.pixels(index)
+        images = [flatten(row["composite"]), *row["layers"]]
+        pixels = torch.from_numpy(np.stack([to_model_range(px) for px in images]))
+        latents.append(encode_images(raw, pixels).transpose(0, 1).reshape(z_dim, -1))
+    if not latents:
+        return vae
+    flat = torch.cat(latents, dim=1).double()
+    mean, std = flat.mean(dim=1), flat.std(dim=1).clamp_min(1e-6)
+    raw.register_to_config(latents_mean=[float(v) for v in mean], latents_std=[float(v) for v in std])
+    return raw
 
 
 def train_vae(config: Config, resume: bool = False) -> dict:
@@ -244,8 +281,10 @@ def train_vae(config: Config, resume: bool = False) -> dict:
     result = {"losses": losses, "start_step": start_step, "step": step, "output": None}
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
+        final = with_latent_stats(accelerator.unwrap_model(vae).eval(), source, config.data.stats_rows)
         with atomic_dir(out / "vae") as tmp:
-            accelerator.unwrap_model(vae).save_pretrained(tmp, safe_serialization=True)
+            final.save_pretrained(tmp, safe_serialization=True)
         result["output"] = str(out / "vae")
+        result["latents_mean"], result["latents_std"] = final.config.latents_mean, final.config.latents_std
     accelerator.end_training()
     return result
