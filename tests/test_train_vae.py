@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 from pathlib import Path
 
@@ -49,10 +50,19 @@ def test_short_run_saves_a_vae_whose_eval_matches(tmp_path):
     data = write_shards(tmp_path / "ds", rows=3, layers=2)
     config = load_config(
         CONFIGS / "tiny_vae.yaml",
-        {"data.path": str(data), "output_dir": str(tmp_path / "out"), "train.max_steps": 3, "train.report_to": None},
+        {
+            "data.path": str(data),
+            "output_dir": str(tmp_path / "out"),
+            "train.max_steps": 3,
+            "train.log_every": 1,
+            "train.report_to": None,
+        },
     )
     result = train_vae(config)
     assert len(result["losses"]) == 3 and all(math.isfinite(x) for x in result["losses"])
+    logged = [json.loads(line) for line in (tmp_path / "out" / "logs" / "metrics.jsonl").read_text().splitlines()]
+    assert [row["step"] for row in logged] == [1, 2, 3]
+    assert [row["loss"] for row in logged] == pytest.approx(result["losses"])
     from diffusers import AutoencoderKLQwenImage
 
     vae = AutoencoderKLQwenImage.from_pretrained(result["output"]).eval()

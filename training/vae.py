@@ -199,7 +199,7 @@ def train_vae(config: Config, resume: bool = False) -> dict:
     from layered.fileio import atomic_dir
     from training import checkpoint as ckpt
     from training.cache import OnlineSource
-    from training.mmdit import _trackers, fresh_accelerator_state
+    from training.mmdit import _trackers, append_metrics, fresh_accelerator_state
 
     out = Path(config.output_dir)
     fresh_accelerator_state()
@@ -275,6 +275,8 @@ def train_vae(config: Config, resume: bool = False) -> dict:
             model.train()
         if step % config.train.log_every == 0 or len(logs) > 1:
             accelerator.log(logs, step=step)
+            if accelerator.is_main_process:
+                append_metrics(out, step, logs)
         if step % config.train.checkpoint_every == 0 or step == config.train.max_steps:
             ckpt.save_checkpoint(accelerator, out, step, config.train.checkpoints_total_limit, {"loss": mean_loss})
     progress.close()
