@@ -72,6 +72,35 @@ def test_gradient_checkpointing_does_not_change_the_losses(dataset, tmp_path):
     assert runs[1] == pytest.approx(runs[0], rel=1e-5)
 
 
+def test_cosine_schedule_follows_its_formula(dataset, tmp_path):
+    """train.lr_scheduler: the logged lr warms up linearly, then follows half a cosine to 0 at max_steps."""
+    import json
+    import math
+
+    config = tiny(
+        "t2rgba",
+        dataset,
+        tmp_path,
+        train__max_steps=6,
+        train__lr_warmup_steps=2,
+        train__lr_scheduler="cosine",
+        train__learning_rate=1e-3,
+        train__log_every=1,
+        data__batch_size=2,
+    )
+    train_mmdit(config)
+    lines = (tmp_path / "logs" / "metrics.jsonl").read_text().splitlines()
+    logged = {row["step"]: row["lr"] for row in map(json.loads, lines) if "lr" in row}
+
+    def expected(step: int) -> float:  # the lr used for the optimizer step after `step` updates
+        if step < 2:
+            return 1e-3 * step / 2
+        return 1e-3 * 0.5 * (1 + math.cos(math.pi * (step - 2) / 4))
+
+    assert sorted(logged) == [1, 2, 3, 4, 5, 6]
+    assert [logged[s] for s in sorted(logged)] == pytest.approx([expected(s) for s in range(1, 7)], abs=1e-12)
+
+
 def test_frame_zero_learns_to_copy_the_condition(tmp_path):
     """Text dropped and pure noise in (s = 1): frame 0 (the composite) can only come from the condition tokens.
 

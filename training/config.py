@@ -14,6 +14,7 @@ from layered.errors import InputError
 
 STAGES = ("t2rgba", "t2l", "i2l")
 TASKS = ("vae", "mmdit")
+LR_SCHEDULERS = ("constant", "constant_with_warmup", "linear", "cosine", "cosine_with_restarts", "polynomial")
 
 
 @dataclass
@@ -50,6 +51,7 @@ class TrainConfig:
     adam_weight_decay: float = 0.0
     adam_epsilon: float = 1e-8
     lr_warmup_steps: int = 0
+    lr_scheduler: str = "constant_with_warmup"  # a diffusers get_scheduler name: cosine, linear, ...
     gradient_accumulation_steps: int = 1
     max_grad_norm: float = 1.0
     mixed_precision: str = "no"  # no | bf16 | fp16
@@ -190,6 +192,7 @@ def validate(config: Config) -> Config:
         (config.train.checkpoint_every >= 1, "train.checkpoint_every must be >= 1"),
         (config.lora.rank >= 0, "lora.rank must be >= 0"),
         (config.vae_loss.reconstruction in ("l1", "mse"), "vae_loss.reconstruction must be l1 or mse"),
+        (config.train.lr_scheduler in LR_SCHEDULERS, f"train.lr_scheduler must be one of {', '.join(LR_SCHEDULERS)}"),
     ]
     for ok, message in checks:
         if not ok:

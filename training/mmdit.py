@@ -231,9 +231,10 @@ def train_mmdit(config: Config, resume: bool = False, source=None) -> dict:
         eps=config.train.adam_epsilon,
     )
     lr_scheduler = get_scheduler(
-        "constant_with_warmup",
+        config.train.lr_scheduler,
         optimizer=optimizer,
         num_warmup_steps=config.train.lr_warmup_steps * accelerator.num_processes,
+        num_training_steps=config.train.max_steps * accelerator.num_processes,
     )
     transformer, optimizer, lr_scheduler = accelerator.prepare(transformer, optimizer, lr_scheduler)
     if ema is not None:
