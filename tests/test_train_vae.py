@@ -191,3 +191,16 @@ def test_unknown_reconstruction_loss_is_refused():
 
     with pytest.raises(InputError, match="vae_loss.reconstruction"):
         load_config(CONFIGS / "tiny_vae.yaml", {"vae_loss.reconstruction": "l3"})
+
+
+def test_thumbnail_anchor_is_the_mse_to_the_block_mean(rng):
+    """Channels 0-3 of the latents against the input's 4 x 4 block means (numpy), the other channels ignored."""
+    from training.vae import thumbnail_anchor
+
+    images = torch.from_numpy(rng.uniform(-1, 1, (2, 4, 32, 32)).astype(np.float32))
+    blocks = images.numpy().reshape(2, 4, 8, 4, 8, 4).mean(axis=(3, 5))
+    latents = torch.from_numpy(rng.normal(size=(2, 8, 8, 8)).astype(np.float32))
+    expected = ((latents.numpy()[:, :4] - blocks) ** 2).mean()
+    assert thumbnail_anchor(latents, images).item() == pytest.approx(expected, rel=1e-5)
+    latents[:, :4] = torch.from_numpy(blocks)
+    assert thumbnail_anchor(latents, images).item() == pytest.approx(0.0, abs=1e-10)

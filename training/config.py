@@ -106,6 +106,7 @@ class VaeLossConfig:
     rgb_fraction: float = 0.5  # share of samples that are opaque RGB images (alpha 1)
     reconstruction: str = "l1"  # "l1" or "mse" for the two pixel terms (mse escapes the mean-image plateau faster)
     sample_posterior: bool = True  # decode a posterior sample; false decodes the mode (a plain autoencoder + KL)
+    thumbnail: float = 0.0  # weight of the anchor pulling latent channels 0-3 to the input pooled to the latent grid
 
 
 @dataclass

@@ -77,7 +77,20 @@ def vae_loss(vae, images: torch.Tensor, colors: torch.Tensor, config: Config, pe
     loss = loss + weights.composite_l1 * distance(recon_rgb, target_rgb)
     if perceptual is not None and weights.perceptual > 0:
         loss = loss + weights.perceptual * perceptual(recon_rgb * 2 - 1, target_rgb * 2 - 1).mean()
+    if weights.thumbnail > 0:
+        loss = loss + weights.thumbnail * thumbnail_anchor(posterior.mode()[:, :, 0], images)
     return loss + weights.kl * posterior.kl().mean()
+
+
+def thumbnail_anchor(latents: torch.Tensor, images: torch.Tensor) -> torch.Tensor:
+    """MSE between latent channels 0-3 and the RGBA input average-pooled to the latent grid.
+
+    From scratch the encoder's latents start ~0.04 wide and the decoder barely reads them, so the two halves sit
+    on a mean-image plateau (DEMO_PLAN.md 3a); a thumbnail target gives the latent path a signal from step 1.
+    """
+    factor = images.shape[-1] // latents.shape[-1]
+    thumb = torch.nn.functional.avg_pool2d(images, factor)
+    return (latents[:, : thumb.shape[1]] - thumb).square().mean()
 
 
 def _lpips(config: Config, device):
