@@ -1,0 +1,45 @@
+"""Write a trained pipeline folder again in a smaller dtype (how layered/assets/demo was made from OUTPUT/pipeline).
+
+    python -m training.export_pipeline runs/demo_i2l/pipeline layered/assets/demo [--dtype float16]
+
+Weights go to safetensors only; the folder loads with `LayeredPipeline.from_pretrained` (any dtype on load) and
+with diffusers' stock `QwenImageLayeredPipeline`. An existing model card (`README.md`) in the target is kept.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from layered.fileio import atomic_dir
+
+
+def export_pipeline(source: str | Path, target: str | Path, dtype: str = "float16") -> Path:
+    """Load `source` as a LayeredPipeline, cast it to `dtype`, save it atomically to `target`."""
+    import torch
+
+    from layered.pipeline import LayeredPipeline
+
+    pipe = LayeredPipeline.from_pretrained(source, torch_dtype=getattr(torch, dtype))
+    target = Path(target)
+    card = (target / "README.md").read_text(encoding="utf-8") if (target / "README.md").is_file() else None
+    with atomic_dir(target) as tmp:
+        pipe.save_pretrained(tmp, safe_serialization=True)
+        if card is not None:
+            (Path(tmp) / "README.md").write_text(card, encoding="utf-8")
+    return target
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("source")
+    parser.add_argument("target")
+    parser.add_argument("--dtype", default="float16", choices=("float16", "bfloat16", "float32"))
+    args = parser.parse_args()
+    out = export_pipeline(args.source, args.target, args.dtype)
+    size = sum(p.stat().st_size for p in out.rglob("*") if p.is_file())
+    print(f"wrote {out} ({size / 2**20:.1f} MiB)")
+
+
+if __name__ == "__main__":
+    main()
