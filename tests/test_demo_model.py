@@ -82,7 +82,7 @@ def test_stock_diffusers_pipeline_loads_the_same_model(pipe):
     """
     from diffusers import QwenImageLayeredPipeline
 
-    stock = QwenImageLayeredPipeline.from_pretrained(DEMO_DIR, processor=None, torch_dtype=torch.float32)
+    stock = QwenImageLayeredPipeline.from_pretrained(DEMO_DIR, processor=None, dtype=torch.float32)
     for name in ("vae", "transformer", "text_encoder"):
         ours_state, stock_state = getattr(pipe, name).state_dict(), getattr(stock, name).state_dict()
         assert ours_state.keys() == stock_state.keys()

@@ -20,7 +20,7 @@ def export_pipeline(source: str | Path, target: str | Path, dtype: str = "float1
 
     from layered.pipeline import LayeredPipeline
 
-    pipe = LayeredPipeline.from_pretrained(source, torch_dtype=getattr(torch, dtype))
+    pipe = LayeredPipeline.from_pretrained(source, dtype=getattr(torch, dtype))
     target = Path(target)
     card = (target / "README.md").read_text(encoding="utf-8") if (target / "README.md").is_file() else None
     with atomic_dir(target) as tmp:
