@@ -9,8 +9,10 @@ with diffusers' stock `QwenImageLayeredPipeline`. An existing model card (`READM
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
+from layered.errors import LayeredError
 from layered.fileio import atomic_dir
 
 
@@ -18,9 +20,10 @@ def export_pipeline(source: str | Path, target: str | Path, dtype: str = "float1
     """Load `source` as a LayeredPipeline, cast it to `dtype`, save it atomically to `target`."""
     import torch
 
+    from layered.models import resolve_model
     from layered.pipeline import LayeredPipeline
 
-    pipe = LayeredPipeline.from_pretrained(source, dtype=getattr(torch, dtype))
+    pipe = LayeredPipeline.from_pretrained(resolve_model(source), dtype=getattr(torch, dtype))
     target = Path(target)
     card = (target / "README.md").read_text(encoding="utf-8") if (target / "README.md").is_file() else None
     with atomic_dir(target) as tmp:
@@ -36,7 +39,11 @@ def main() -> None:
     parser.add_argument("target")
     parser.add_argument("--dtype", default="float16", choices=("float16", "bfloat16", "float32"))
     args = parser.parse_args()
-    out = export_pipeline(args.source, args.target, args.dtype)
+    try:
+        out = export_pipeline(args.source, args.target, args.dtype)
+    except (LayeredError, OSError, ValueError) as exc:  # not a pipeline folder, unreadable weights
+        print(f"export_pipeline: error: {str(exc).splitlines()[0]}", file=sys.stderr)
+        sys.exit(2)
     size = sum(p.stat().st_size for p in out.rglob("*") if p.is_file())
     print(f"wrote {out} ({size / 2**20:.1f} MiB)")
 

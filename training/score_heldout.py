@@ -11,14 +11,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 
 import numpy as np
 
-
-def psnr(a: np.ndarray, b: np.ndarray) -> float:
-    mse = float(np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2))
-    return float("inf") if mse == 0 else 10 * np.log10(255.0**2 / mse)
+from layered.errors import LayeredError
 
 
 def score_heldout(model: str, dataset: str, rows: int, steps: int, max_merge: int = 2) -> dict:
@@ -29,6 +27,7 @@ def score_heldout(model: str, dataset: str, rows: int, steps: int, max_merge: in
     from layered.metrics import evaluate, mean_scores
     from layered.models import load_pipeline
     from training.data import RowReader, index_rows
+    from training.vae import psnr
 
     pipe = load_pipeline(model, dtype=torch.float32)
     pipe.set_progress_bar_config(disable=True)
@@ -48,7 +47,7 @@ def score_heldout(model: str, dataset: str, rows: int, steps: int, max_merge: in
         ).stacks[0]
         seconds += time.perf_counter() - started
         model_scores.append(evaluate(stack, layers, max_merge))
-        psnrs.append(psnr(stack.composite()[..., :3], composite[..., :3]))
+        psnrs.append(psnr(stack.composite()[..., :3] / 255, composite[..., :3] / 255))
         opaque = composite.copy()
         opaque[..., 3] = 255
         one_layer.append(evaluate([opaque], layers, max_merge))
@@ -72,7 +71,12 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=50)
     parser.add_argument("--max-merge", type=int, default=2)
     args = parser.parse_args()
-    print(json.dumps(score_heldout(args.model, args.dataset, args.rows, args.steps, args.max_merge), indent=1))
+    try:
+        scores = score_heldout(args.model, args.dataset, args.rows, args.steps, args.max_merge)
+    except (LayeredError, OSError) as exc:
+        print(f"score_heldout: error: {exc}", file=sys.stderr)
+        sys.exit(2)
+    print(json.dumps(scores, indent=1))
 
 
 if __name__ == "__main__":
