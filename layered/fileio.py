@@ -31,6 +31,7 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; the final file gets the usual permissions
     try:
         yield tmp
+        follow_umask(tmp)  # a writer may have replaced the file with its own 0600 temp file (safetensors does)
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
@@ -45,6 +46,7 @@ def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
     os.chmod(tmp, 0o777 & ~_umask())
     try:
         yield tmp
+        follow_umask(tmp)
         if path.exists():
             old = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".old", dir=path.parent))
             os.replace(path, old / "x")
@@ -55,6 +57,22 @@ def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
+
+
+def follow_umask(path: str | os.PathLike) -> None:
+    """Give a file, or a folder and everything in it, the modes a plain `open()` / `mkdir` would (0644 / 0755).
+
+    Writers that go through their own temporary file (safetensors >= 0.7, tempfile) leave 0600 behind; on a
+    shared filesystem the team could not read each other's outputs. Execute bits of files are kept.
+    """
+    path, mask = Path(path), _umask()
+    entries = [path] if not path.is_dir() else [path, *path.rglob("*")]
+    for entry in entries:
+        if entry.is_symlink():
+            continue
+        mode = entry.stat().st_mode
+        wanted = 0o777 if entry.is_dir() else 0o666 | (mode & 0o111)
+        os.chmod(entry, wanted & ~mask)
 
 
 def _umask() -> int:

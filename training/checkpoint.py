@@ -12,6 +12,8 @@ import re
 import shutil
 from pathlib import Path
 
+from layered.fileio import follow_umask
+
 _NAME = re.compile(r"^checkpoint-(\d+)$")
 
 
@@ -51,6 +53,7 @@ def save_checkpoint(accelerator, output_dir: str | Path, step: int, keep: int, e
     if accelerator.is_main_process:
         # Written last: its presence marks the folder complete (list_checkpoints requires it).
         (tmp / "training_state.json").write_text(json.dumps({"step": step, **(extra or {})}))
+        follow_umask(tmp)  # accelerate's safetensors files come out 0600
         if final.exists():
             shutil.rmtree(final)
         os.replace(tmp, final)
