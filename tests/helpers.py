@@ -55,3 +55,49 @@ def over_reference(stack: LayerStack) -> np.ndarray:
         alpha = a + alpha * (1 - a)
     straight = np.divide(rgb, alpha[..., None], out=np.zeros_like(rgb), where=alpha[..., None] > 0)
     return np.concatenate([straight, alpha[..., None]], axis=-1) * 255.0
+
+
+def colour_managed_composite(psd) -> np.ndarray:
+    """Photoshop's stored composite in sRGB, built here from psd-tools and Pillow's ImageCms alone.
+
+    Opaque: psd-tools' own colour-managed `topil()` (the document's ICC profile, perceptual intent).
+    With transparency: psd-tools un-mattes the white background after the profile transform, in sRGB,
+    where Photoshop matted it in the document's space; here the un-matted document-space image
+    (`topil(apply_icc=False)`) goes through the same profile, and its alpha is kept.
+    H x W x 4 when the composite has alpha, else H x W x 3 (flattened over white).
+    """
+    import io
+
+    from PIL import ImageCms
+    from psd_tools.constants import Resource
+
+    managed = psd.topil()
+    if "A" not in managed.mode:
+        return np.asarray(managed.convert("RGB"))
+    raw = psd.topil(apply_icc=False)
+    alpha = raw.getchannel("A")
+    base = raw.convert(raw.mode.replace("A", ""))
+    if Resource.ICC_PROFILE in psd.image_resources:
+        profile = ImageCms.ImageCmsProfile(io.BytesIO(bytes(psd.image_resources.get_data(Resource.ICC_PROFILE))))
+        base = ImageCms.profileToProfile(base, profile, ImageCms.createProfile("sRGB"), outputMode="RGB")
+    return np.dstack([np.asarray(base.convert("RGB")), np.asarray(alpha)])
+
+
+def alpha_over_psnr(layers: list[np.ndarray], reference: np.ndarray) -> float:
+    """PSNR (dB) of PIL's alpha_composite chain of full-canvas RGBA layers against a reference.
+
+    A 3-channel reference is a flattened composite (the image over white); a 4-channel one is compared
+    premultiplied.
+    """
+    out = Image.new("RGBA", (layers[0].shape[1], layers[0].shape[0]), (0, 0, 0, 0))
+    for layer in layers:
+        out = Image.alpha_composite(out, Image.fromarray(layer))
+    ours = np.asarray(out).astype(np.float64) / 255.0
+    ref = reference.astype(np.float64) / 255.0
+    if ref.shape[2] == 3:
+        ours = ours[..., :3] * ours[..., 3:] + (1 - ours[..., 3:])
+    else:
+        ours[..., :3] *= ours[..., 3:]
+        ref[..., :3] *= ref[..., 3:]
+    mse = np.mean((ours - ref) ** 2)
+    return 99.0 if mse < 1e-10 else float(10 * np.log10(1 / mse))
