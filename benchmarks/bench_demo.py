@@ -24,7 +24,7 @@ def held_out_design(size: int):
     """Design 0 of the held-out seed (`layered psd synth --seed 1000`; the demo model trained on seed 0)."""
     from psd_pipeline.synth import make_design
 
-    return make_design(seed=1000, index=0, size=size)
+    return make_design(seed=1000, index=0, size=size, style="flat")
 
 
 def main() -> None:

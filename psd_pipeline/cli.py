@@ -34,6 +34,7 @@ def run_build(args: argparse.Namespace) -> int:
         options,
         workers=args.workers,
         resume=args.resume,
+        overwrite=args.overwrite,
         num_shards=args.num_shards,
         shard_index=args.shard_index,
         caption_model=args.caption_model,
@@ -66,6 +67,8 @@ def run_synth(args: argparse.Namespace) -> int:
         raise InputError("--size must be between 16 and 4096")
     if args.workers < 1:
         raise InputError("--workers must be at least 1")
-    paths = write_designs(Path(args.output), args.count, args.seed, args.size, args.workers, png=args.png)
+    paths = write_designs(
+        Path(args.output), args.count, args.seed, args.size, args.workers, png=args.png, style=args.style
+    )
     print(f"wrote {len(paths)} design(s) to {args.output}")
     return 0

@@ -1,9 +1,12 @@
-"""Synthetic graphic designs written as real layered PSD files (training data for the demo model, test inputs).
+"""Synthetic graphic designs written as real layered PSD files (training data, test inputs).
 
-A design is an opaque background (solid, linear or radial gradient, or a simple texture) and 1-5
-foreground elements (rectangle, rounded rectangle, ellipse, polygon or star, text in Pillow's bundled
-font), each one pixel layer, overlapping, some semi-transparent. Design k of seed s depends only on
-(s, k), so the files are the same whatever the number of workers.
+Two styles. "rich" (v2, the default; `psd_pipeline.synth_rich` documents its layer-order convention): real
+fonts, colour emoji, icons, photo-like cut-outs, panels, banners, shapes with gradients, outlines and shadows.
+"flat" (v1, what the shipped demo model was trained on): an opaque background (solid, linear or radial
+gradient, or a simple texture) and 1-5 foreground elements (rectangle, rounded rectangle, ellipse, polygon
+or star, text in Pillow's bundled font), each one pixel layer, overlapping, some semi-transparent, stacked
+in random order. Design k of seed s depends only on (s, k, style), so the files are the same whatever the
+number of workers.
 """
 
 from __future__ import annotations
@@ -21,12 +24,19 @@ from layered.stack import Layer, LayerStack
 
 SHAPES = ("rectangle", "rounded rectangle", "ellipse", "polygon", "star", "text")
 WORDS = ("SALE", "Hello", "Open", "NEW", "Coffee", "Design", "Summer", "Layers", "Join us", "Music", "50%", "Go")
+STYLES = ("rich", "flat")
 SUPERSAMPLE = 4  # shapes are drawn at 4x and box-filtered down: anti-aliased edges
 MIN_VISIBLE = 0.25  # each element keeps at least this share of its own area visible
 
 
-def make_design(seed: int, index: int, size: int = 256) -> LayerStack:
-    """Design `index` of `seed`: a LayerStack (bottom-first) whose every layer is clearly visible."""
+def make_design(seed: int, index: int, size: int = 256, style: str = "rich") -> LayerStack:
+    """Design `index` of `seed` in `style`: a LayerStack (bottom-first) whose every layer is clearly visible."""
+    if style == "rich":
+        from psd_pipeline.synth_rich import draw_rich
+
+        return draw_rich(seed, index, size).stack
+    if style != "flat":
+        raise ValueError(f"unknown synthetic design style {style!r} (one of {', '.join(STYLES)})")
     for attempt in range(100):
         rng = np.random.default_rng([seed, index, attempt])
         stack = _draw(rng, size)
@@ -52,20 +62,32 @@ def design_to_psd(stack: LayerStack, path: str | os.PathLike) -> Path:
 
 
 def write_designs(
-    out: str | os.PathLike, count: int, seed: int = 0, size: int = 256, workers: int = 1, png: bool = False
+    out: str | os.PathLike,
+    count: int,
+    seed: int = 0,
+    size: int = 256,
+    workers: int = 1,
+    png: bool = False,
+    style: str = "rich",
 ) -> list[Path]:
     """Write design_1.psd .. design_N.psd (and design_N.png composites with `png`) into `out`."""
+    if style == "rich":
+        from psd_pipeline.assets import require_assets
+
+        require_assets()
+    elif style not in STYLES:
+        raise ValueError(f"unknown synthetic design style {style!r} (one of {', '.join(STYLES)})")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    jobs = [(out, seed, k, size, png) for k in range(1, count + 1)]
+    jobs = [(out, seed, k, size, png, style) for k in range(1, count + 1)]
     if workers <= 1 or count < 2:
         return [_write_one(*job) for job in jobs]
     with ProcessPoolExecutor(max_workers=workers) as pool:
         return list(pool.map(_write_one, *zip(*jobs, strict=True), chunksize=16))
 
 
-def _write_one(out: Path, seed: int, k: int, size: int, png: bool) -> Path:
-    stack = make_design(seed, k, size)
+def _write_one(out: Path, seed: int, k: int, size: int, png: bool, style: str) -> Path:
+    stack = make_design(seed, k, size, style)
     path = design_to_psd(stack, out / f"design_{k}.psd")
     if png:
         from layered.fileio import save_png

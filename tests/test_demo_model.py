@@ -57,7 +57,7 @@ def test_folder_is_small_fp16_safetensors_with_a_model_card():
 def test_decomposes_held_out_designs(pipe):
     scores, psnrs = [], []
     for index in DESIGNS:
-        truth = make_design(seed=1000, index=index, size=pipe.config.default_resolution)
+        truth = make_design(seed=1000, index=index, size=pipe.config.default_resolution, style="flat")
         composite = truth.composite()
         out = pipe(
             image=Image.fromarray(composite),

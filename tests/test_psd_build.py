@@ -184,8 +184,8 @@ def test_shards_load_with_datasets(corpus_build):
 @pytest.fixture(scope="module")
 def synth_dir(tmp_path_factory):
     src = tmp_path_factory.mktemp("synth")
-    write_designs(src / "a", 14, seed=5, size=64)
-    write_designs(src / "b" / "c", 10, seed=6, size=48)
+    write_designs(src / "a", 14, seed=5, size=64, style="flat")
+    write_designs(src / "b" / "c", 10, seed=6, size=48, style="flat")
     return src
 
 
@@ -201,7 +201,7 @@ def test_synthetic_build_gives_back_the_designs(synth_dir, tmp_path):
     for _id, composite, layers, meta in samples:
         seed = 5 if meta["source"].startswith("a/") else 6
         k = int(Path(meta["source"]).stem.split("_")[1])
-        truth = make_design(seed, k, 64 if seed == 5 else 48)
+        truth = make_design(seed, k, 64 if seed == 5 else 48, style="flat")
         assert len(layers) == len(truth)
         for i, layer in enumerate(layers):
             np.testing.assert_array_equal(layer, truth.render_layer(i))
@@ -244,7 +244,7 @@ def _processes_mentioning(text: str) -> list[int]:
 
 def test_kill_9_then_resume_gives_the_same_rows(synth_dir, tmp_path):
     src = tmp_path / "src"
-    write_designs(src, 60, seed=8, size=128)
+    write_designs(src, 60, seed=8, size=128, style="flat")
     clean = tmp_path / "clean"
     assert _cli("build", str(src), "-o", str(clean), "--shard-rows", "2", "--no-progress").returncode == 0
     out = tmp_path / "killed"
@@ -345,7 +345,7 @@ def test_untrusted_layer_names_never_reach_the_filesystem(tmp_path):
     from layered.stack import LayerStack
     from psd_pipeline.extract import extract
 
-    design = make_design(1, 1, 48)
+    design = make_design(1, 1, 48, style="flat")
     evil = ["../../escaped", "a\x00b", "/etc/passwd", "..\\..\\win"]
     layers = [layer.replace(name=evil[i % len(evil)]) for i, layer in enumerate(design.layers)]
     src = tmp_path / "src"

@@ -12,7 +12,7 @@ from psd_pipeline.synth import design_to_psd, make_design
 
 @pytest.mark.parametrize("index", [1, 2, 3])
 def test_synthetic_psd_gives_back_its_layers(tmp_path, index):
-    stack = make_design(21, index, 80)
+    stack = make_design(21, index, 80, style="flat")
     path = design_to_psd(stack, tmp_path / "d.psd")
     extraction = extract(path)
     assert extraction.reference_kind == "stored"

@@ -13,7 +13,7 @@ from psd_pipeline.synth import design_to_psd, make_design, write_designs
 
 
 def test_same_seed_same_design_other_seed_other_design():
-    a, b, c = make_design(3, 1), make_design(3, 1), make_design(4, 1)
+    a, b, c = make_design(3, 1, style="flat"), make_design(3, 1, style="flat"), make_design(4, 1, style="flat")
     np.testing.assert_array_equal(a.composite(), b.composite())
     assert not np.array_equal(a.composite(), c.composite())
 
@@ -21,7 +21,7 @@ def test_same_seed_same_design_other_seed_other_design():
 def test_designs_have_the_promised_structure():
     kinds = set()
     for k in range(1, 41):
-        stack = make_design(11, k, 64)
+        stack = make_design(11, k, 64, style="flat")
         assert 2 <= len(stack) <= 6
         assert stack.size == (64, 64)
         assert stack[0].name == "Background" and (stack[0].pixels[..., 3] == 255).all()
@@ -29,14 +29,16 @@ def test_designs_have_the_promised_structure():
             kinds.add(layer.name.rsplit(" ", 1)[0] if layer.name[-1].isdigit() else "text")
         # some foreground layers are semi-transparent inside (alpha strictly between 0 and 255 over area)
     assert {"Rectangle", "Ellipse", "text"} <= kinds
-    alphas = np.concatenate([layer.pixels[..., 3].ravel() for k in range(1, 20) for layer in make_design(5, k, 64)[1:]])
+    alphas = np.concatenate(
+        [layer.pixels[..., 3].ravel() for k in range(1, 20) for layer in make_design(5, k, 64, style="flat")[1:]]
+    )
     assert ((alphas > 0) & (alphas < 255)).mean() > 0.05
 
 
 def test_psd_round_trip_through_psd_tools(tmp_path):
     from psd_tools import PSDImage
 
-    stack = make_design(2, 5, 96)
+    stack = make_design(2, 5, 96, style="flat")
     path = design_to_psd(stack, tmp_path / "d.psd")
     psd = PSDImage.open(path)
     assert psd.size == (96, 96)
@@ -51,8 +53,8 @@ def test_psd_round_trip_through_psd_tools(tmp_path):
 
 
 def test_write_designs_is_independent_of_workers(tmp_path):
-    one = write_designs(tmp_path / "one", 4, seed=9, size=48, workers=1, png=True)
-    two = write_designs(tmp_path / "two", 4, seed=9, size=48, workers=2)
+    one = write_designs(tmp_path / "one", 4, seed=9, size=48, workers=1, png=True, style="flat")
+    two = write_designs(tmp_path / "two", 4, seed=9, size=48, workers=2, style="flat")
     assert [p.name for p in one] == [f"design_{k}.psd" for k in range(1, 5)]
     for a, b in zip(one, two, strict=True):
         assert a.read_bytes() == b.read_bytes()
@@ -91,7 +93,7 @@ def test_cli_synth(tmp_path):
 
 
 def test_committed_examples_are_what_the_generator_makes():
-    """examples/ was written by `layered psd synth -o examples --count 3 --seed 8 --size 256 --png`."""
+    """examples/ was written by `layered psd synth -o examples --count 3 --seed 8 --size 256 --png --style flat`."""
     from pathlib import Path
 
     from layered.stack import LayerStack
@@ -99,10 +101,10 @@ def test_committed_examples_are_what_the_generator_makes():
     examples = Path(__file__).resolve().parents[1] / "examples"
     for k in (1, 2, 3):
         png = np.asarray(Image.open(examples / f"design_{k}.png").convert("RGBA"))
-        np.testing.assert_array_equal(png, make_design(8, k, 256).composite())
+        np.testing.assert_array_equal(png, make_design(8, k, 256, style="flat").composite())
         assert (examples / f"design_{k}.psd").stat().st_size < 200_000
     folder = LayerStack.load(examples / "design_layers")
-    truth = make_design(8, 1, 256)
+    truth = make_design(8, 1, 256, style="flat")
     assert [layer.name for layer in folder] == [layer.name for layer in truth]
     for i in range(len(truth)):
         np.testing.assert_array_equal(folder.render_layer(i), truth.render_layer(i))

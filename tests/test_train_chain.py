@@ -12,7 +12,8 @@ CONFIGS = Path(__file__).resolve().parents[1] / "training" / "configs"
 
 
 def test_chain_runs_end_to_end(tmp_path):
-    assert main(["psd", "synth", "-o", str(tmp_path / "psd"), "--count", "4", "--seed", "3", "--size", "48"]) == 0
+    synth = ["-o", str(tmp_path / "psd"), "--count", "4", "--seed", "3", "--size", "48", "--style", "flat"]
+    assert main(["psd", "synth", *synth]) == 0
     assert main(["psd", "build", str(tmp_path / "psd"), "-o", str(tmp_path / "ds"), "--max-layers", "4"]) == 0
     data = ["--data", str(tmp_path / "ds"), "--max-steps", "2"]
     assert main(["train", "vae", str(CONFIGS / "tiny_vae.yaml"), *data, "--output-dir", str(tmp_path / "vae")]) == 0

@@ -26,7 +26,7 @@ def example_files(count: int = 3, size: int = EXAMPLE_SIZE, folder: str | Path |
         is_psd = k == count - 1
         path = folder / f"design-{k}-{size}.{'psd' if is_psd else 'png'}"
         if not path.is_file():
-            stack = make_design(EXAMPLE_SEED, k, size)
+            stack = make_design(EXAMPLE_SEED, k, size, style="flat")
             if is_psd:
                 design_to_psd(stack, path)
             else:

@@ -20,6 +20,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     build.add_argument("--max-pixels", type=int, default=None, help="refuse canvases larger than this (8192^2)")
     build.add_argument("--resume", action="store_true", help="continue an interrupted build in DATASET_DIR")
+    build.add_argument(
+        "--overwrite", action="store_true", help="write into a non-empty DATASET_DIR that no build of ours wrote"
+    )
     build.add_argument("--num-shards", type=int, default=1, help="split the input into N partitions (cluster)")
     build.add_argument("--shard-index", type=int, default=0, help="which partition this run builds (0..N-1)")
     build.add_argument("--caption", choices=("none", "names", "vlm"), default="none", help="caption source")
@@ -41,6 +44,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     synth.add_argument("--size", type=int, default=256, help="canvas side in pixels (default 256)")
     synth.add_argument("--workers", type=int, default=1, help="worker processes (default 1)")
     synth.add_argument("--png", action="store_true", help="also write each design's composite as PNG")
+    synth.add_argument(
+        "--style",
+        choices=("rich", "flat"),
+        default="rich",
+        help="rich: fonts, emoji, icons, cut-outs, panels, in a fixed layer-order convention (default); "
+        "flat: v1 flat shapes in random order",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
