@@ -11,7 +11,7 @@ import importlib
 import os
 import sys
 
-from layered.errors import LayeredError
+from layered.errors import LayeredError, one_line
 
 COMMANDS = {
     "compose": "flatten a layer folder, PSD or ORA into one PNG",
@@ -45,7 +45,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(args._module.run(args) or 0)
     except LayeredError as exc:
-        print(f"layered {args.command}: error: {exc}", file=sys.stderr)
+        print(one_line(f"layered {args.command}: error: {exc}"), file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"layered {args.command}: interrupted", file=sys.stderr)
@@ -54,8 +54,10 @@ def main(argv: list[str] | None = None) -> int:
         if os.environ.get("LAYERED_DEBUG"):
             raise
         print(
-            f"layered {args.command}: internal error: {type(exc).__name__}: {exc} "
-            "(set LAYERED_DEBUG=1 for the traceback)",
+            one_line(
+                f"layered {args.command}: internal error: {type(exc).__name__}: {exc} "
+                "(set LAYERED_DEBUG=1 for the traceback)"
+            ),
             file=sys.stderr,
         )
         return 1

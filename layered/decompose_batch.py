@@ -5,6 +5,7 @@ Light (no torch): the decomposer is a callable given by the caller (classic meth
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 from collections.abc import Callable, Iterable
@@ -12,10 +13,11 @@ from pathlib import Path
 
 import numpy as np
 
-from layered.errors import InputError, LayeredError
-from layered.fileio import open_image, safe_filename, to_rgba_array
+from layered.errors import InputError, LayeredError, one_line
+from layered.fileio import atomic_dir, atomic_path, open_image, safe_filename, to_rgba_array
 from layered.formats import read_stack, write_stack
 from layered.layer_tools import split_layer
+from layered.ownership import check_replaceable
 from layered.stack import LAYERS_JSON, LayerStack
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff", ".gif")
@@ -25,12 +27,17 @@ Decomposer = Callable[[np.ndarray], LayerStack]
 
 
 def collect_inputs(paths: Iterable[str | os.PathLike]) -> list[Path]:
-    """Files as given; a folder gives its images (sorted, not recursive), or itself when it is a layer folder."""
+    """Files as given; a folder gives its images (sorted, not recursive), or itself when it is a layer folder
+    or holds no image (then it fails as an input of its own)."""
     found: list[Path] = []
     for raw in paths:
         path = Path(raw)
         if path.is_dir() and not (path / LAYERS_JSON).is_file():
-            found.extend(sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES))
+            try:
+                images = sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+            except OSError:
+                images = []
+            found.extend(images or [path])
         else:
             found.append(path)  # missing files fail later, one line each, and the batch goes on
     return found
@@ -54,8 +61,10 @@ def load_input(path: Path, recursive: int | None) -> np.ndarray | LayerStack:
     """An image as RGBA pixels; with `recursive`, a layer folder, PSD or ORA is read as a stack to split."""
     if recursive is not None and (path.is_dir() or path.suffix.lower() in STACK_SUFFIXES):
         return read_stack(path)
-    if path.is_dir():
+    if path.is_dir() and (path / LAYERS_JSON).is_file():
         raise InputError(f"{path}: a layer folder is an input only with --recursive")
+    if path.is_dir():
+        raise InputError(f"{path}: a folder with no images in it ({', '.join(IMAGE_SUFFIXES)})")
     return to_rgba_array(open_image(path))
 
 
@@ -67,18 +76,40 @@ def decompose_one(
     exports: tuple[str, ...] = (),
     recursive: int | None = None,
     split: Decomposer | None = None,
+    overwrite: bool = False,
 ) -> Path:
-    """Decompose one input into `out_dir/name/` (a layer folder) plus `out_dir/name.<kind>` per export."""
+    """Decompose one input into `out_dir/name/` (a layer folder) plus `out_dir/name.<kind>` per export.
+
+    What is already there is replaced only when an earlier run wrote it (or with `overwrite`), and the
+    outputs appear together: a failure leaves none of them.
+    """
+    folder = out_dir / name
+    files = [(out_dir / f"{name}.{kind}", kind) for kind in exports]
+    for target in (folder, *(file for file, _ in files)):
+        check_replaceable(target, overwrite, inputs=[path])
     source = load_input(path, recursive)
     stack = source if isinstance(source, LayerStack) else decompose(source)
     if recursive is not None:
         if not -len(stack) <= recursive < len(stack):
             raise InputError(f"{path}: --recursive {recursive} but the stack has {len(stack)} layers")
         stack = split_layer(stack, recursive, split or decompose)
-    folder = stack.save(out_dir / name)
-    for kind in exports:
-        write_stack(stack, out_dir / f"{name}.{kind}", kind)
+    with contextlib.ExitStack() as outputs:
+        for file, kind in files:
+            write_stack(stack, outputs.enter_context(atomic_path(file)), kind)
+        stack.save(outputs.enter_context(atomic_dir(folder)))
     return folder
+
+
+def check_output_dir(out_dir: Path) -> None:
+    """Refuse, once and before any work, an output location that is not a folder we can write into."""
+    if out_dir.exists() and not out_dir.is_dir():
+        raise InputError(f"{out_dir}: exists and is not a folder (-o names the output folder)")
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise InputError(f"{out_dir}: cannot create the output folder ({exc.strerror or exc})") from None
+    if not os.access(out_dir, os.W_OK | os.X_OK):
+        raise InputError(f"{out_dir}: the output folder is not writable")
 
 
 def run_batch(
@@ -89,6 +120,7 @@ def run_batch(
     recursive: int | None = None,
     split: Decomposer | None = None,
     prog: str = "layered decompose",
+    overwrite: bool = False,
 ) -> int:
     """Decompose every (input, name); a failing input prints one line and the batch goes on. Returns failures."""
     from tqdm.auto import tqdm
@@ -96,13 +128,13 @@ def run_batch(
     failures = 0
     for path, name in tqdm(items, desc="decompose", unit="image", disable=None, file=sys.stderr):
         try:
-            decompose_one(path, name, out_dir, decompose, exports, recursive, split)
+            decompose_one(path, name, out_dir, decompose, exports, recursive, split, overwrite)
         except LayeredError as exc:
             failures += 1
-            tqdm.write(f"{prog}: error: {exc}", file=sys.stderr)
+            tqdm.write(one_line(f"{prog}: error: {exc}"), file=sys.stderr)
         except Exception as exc:  # a bug on one input must not lose the rest of the batch
             if os.environ.get("LAYERED_DEBUG"):
                 raise
             failures += 1
-            tqdm.write(f"{prog}: internal error on {path}: {type(exc).__name__}: {exc}", file=sys.stderr)
+            tqdm.write(one_line(f"{prog}: internal error on {path}: {type(exc).__name__}: {exc}"), file=sys.stderr)
     return failures

@@ -7,3 +7,8 @@ class LayeredError(Exception):
 
 class InputError(LayeredError):
     """An input file or folder is missing, unreadable, of the wrong kind, or too large."""
+
+
+def one_line(text: str) -> str:
+    """`text` with control characters escaped (a newline in a file name must not split an error line)."""
+    return "".join(c if c.isprintable() or c == " " else repr(c)[1:-1] for c in str(text))

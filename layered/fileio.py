@@ -8,6 +8,7 @@ import re
 import shutil
 import tempfile
 import unicodedata
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -106,7 +107,10 @@ def open_image(path: str | os.PathLike, max_pixels: int = MAX_PIXELS) -> Image.I
     if not path.is_file():
         raise InputError(f"{path}: no such file")
     try:
-        with Image.open(path) as im:
+        with warnings.catch_warnings():  # Pillow's bomb warning would come before our own, lower, limit
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            im = Image.open(path)
+        with im:
             width, height = im.size
             if width * height > max_pixels:
                 raise InputError(f"{path}: image is {width}x{height}, larger than the limit of {max_pixels} pixels")

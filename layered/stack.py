@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import os
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -11,11 +12,14 @@ from pathlib import Path
 import numpy as np
 
 from layered.errors import InputError
-from layered.fileio import atomic_dir, open_image, resolve_inside, safe_filename, save_png, to_rgba_array
+from layered.fileio import MAX_PIXELS, atomic_dir, open_image, resolve_inside, safe_filename, save_png, to_rgba_array
+from layered.ownership import GENERATOR, SIGNATURE_PLACEHOLDER, file_digest, sign
 from layered.pixels import alpha_bbox
 
 LAYERS_JSON = "layers.json"
 COMPOSITE_PNG = "composite.png"
+MAX_SPEC_BYTES = 64 << 20  # layers.json
+MAX_OFFSET = 1 << 30  # layer offsets, in pixels either way (PSD stores them as int32)
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -37,6 +41,8 @@ class Layer:
         object.__setattr__(self, "pixels", pixels)
         object.__setattr__(self, "x", int(self.x))
         object.__setattr__(self, "y", int(self.y))
+        if not math.isfinite(self.opacity):
+            raise ValueError(f"layer opacity must be a number from 0 to 1, got {self.opacity}")
         object.__setattr__(self, "opacity", float(min(max(self.opacity, 0.0), 1.0)))
         object.__setattr__(self, "name", str(self.name))
 
@@ -142,7 +148,12 @@ class LayerStack:
                 )
             save_png(self.composite(), tmp / COMPOSITE_PNG)
             doc = {"width": self.width, "height": self.height, "layers": entries}
+            # what makes the folder ours (layered.ownership): every file's digest, and layers.json signed
+            doc["generator"] = GENERATOR
+            doc["files"] = {p.name: file_digest(p) for p in sorted(tmp.iterdir())}
+            doc["signature"] = SIGNATURE_PLACEHOLDER
             (tmp / LAYERS_JSON).write_text(json.dumps(doc, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+            sign(tmp / LAYERS_JSON)
         return folder
 
     @classmethod
@@ -154,31 +165,58 @@ class LayerStack:
         spec = folder / LAYERS_JSON
         if not spec.is_file():
             raise InputError(f"{folder}: no {LAYERS_JSON} (not a layer folder)")
+        if spec.stat().st_size > MAX_SPEC_BYTES:
+            raise InputError(f"{spec}: larger than {MAX_SPEC_BYTES >> 20} MiB")
         try:
             doc = json.loads(spec.read_text(encoding="utf-8"))
-            width, height = int(doc["width"]), int(doc["height"])
-            entries = list(doc["layers"])
-        except (ValueError, KeyError, TypeError) as exc:
-            raise InputError(f"{spec}: malformed ({exc})") from None
-        if width <= 0 or height <= 0:
-            raise InputError(f"{spec}: invalid canvas size {width} x {height}")
+        except (ValueError, RecursionError) as exc:  # RecursionError: JSON nested too deep
+            raise InputError(f"{spec}: not valid JSON ({type(exc).__name__})") from None
+        if not isinstance(doc, dict) or not isinstance(doc.get("layers"), list):
+            raise InputError(f"{spec}: malformed (expected an object with width, height and a list of layers)")
+        width, height = _whole(doc.get("width"), spec, "width"), _whole(doc.get("height"), spec, "height")
+        check_canvas(width, height, spec)
         layers = []
-        for entry in entries:
-            try:
-                path = resolve_inside(folder, entry["file"])
-                pixels = to_rgba_array(open_image(path))
-                layer = Layer(
-                    pixels,
-                    int(entry.get("x", 0)),
-                    int(entry.get("y", 0)),
-                    str(entry.get("name", "")),
-                    float(entry.get("opacity", 1.0)),
-                    bool(entry.get("visible", True)),
-                )
-            except (KeyError, TypeError, ValueError, AttributeError) as exc:
-                raise InputError(f"{spec}: malformed layer entry {entry!r} ({exc})") from None
-            layers.append(layer)
+        for i, entry in enumerate(doc["layers"]):
+            where = f"{spec}: layer {i}"
+            if not isinstance(entry, dict) or not isinstance(entry.get("file"), str):
+                raise InputError(f"{where}: malformed (expected an object with a file name)")
+            x, y = _whole(entry.get("x", 0), where, "x"), _whole(entry.get("y", 0), where, "y")
+            if max(abs(x), abs(y)) > MAX_OFFSET:
+                raise InputError(f"{where}: offset {x}, {y} is beyond {MAX_OFFSET} pixels")
+            opacity, visible = entry.get("opacity", 1.0), entry.get("visible", True)
+            if isinstance(opacity, bool) or not isinstance(opacity, int | float) or not 0.0 <= opacity <= 1.0:
+                raise InputError(f"{where}: opacity must be a number from 0 to 1, got {_short(opacity)}")
+            if visible not in (True, False):  # also 0 and 1
+                raise InputError(f"{where}: visible must be true or false, got {_short(visible)}")
+            name = entry.get("name", "")
+            path = resolve_inside(folder, entry["file"])
+            pixels = to_rgba_array(open_image(path))
+            layers.append(
+                Layer(pixels, x, y, name if isinstance(name, str) else str(name), float(opacity), bool(visible))
+            )
         return cls(width, height, tuple(layers))
+
+
+def check_canvas(width: int, height: int, source: object = "canvas") -> None:
+    """Refuse a canvas that is empty or larger than the decoded-image limit (`fileio.MAX_PIXELS`)."""
+    if width <= 0 or height <= 0:
+        raise InputError(f"{source}: invalid canvas size {width} x {height}")
+    if width * height > MAX_PIXELS:
+        raise InputError(f"{source}: canvas {width}x{height} is larger than the limit of {MAX_PIXELS} pixels")
+
+
+def _whole(value: object, where: object, field: str) -> int:
+    """A JSON number that is a whole number (10 or 10.0), as int; anything else is bad input."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise InputError(f"{where}: {field} must be a whole number, got {_short(value)}")
+    if isinstance(value, float) and not (math.isfinite(value) and value.is_integer()):
+        raise InputError(f"{where}: {field} must be a whole number, got {_short(value)}")
+    return int(value)
+
+
+def _short(value: object) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
 
 
 def composite(layers: Iterable[Layer], width: int, height: int) -> np.ndarray:

@@ -16,6 +16,7 @@ import hashlib
 import json
 import logging
 import os
+import shutil
 import sys
 import time
 import warnings
@@ -26,12 +27,15 @@ from pathlib import Path
 
 from layered.errors import InputError, LayeredError
 from layered.fileio import atomic_path
+from layered.ownership import check_output_folder
 from psd_pipeline.report import make_report
 from psd_pipeline.sample import SampleOptions, process_file
 from psd_pipeline.shards import row_bytes, write_shard
 
 SUFFIXES = (".psd", ".psb")
 STATE_DIR = ".build"
+BUILD_MARKER = f"{STATE_DIR}/config.json"  # written first: a folder holding it is a build of ours
+BUILD_FILES = ("manifest.jsonl", "failures.jsonl", "report.json")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -41,6 +45,7 @@ class BuildConfig:
     options: SampleOptions = SampleOptions()
     workers: int = 1
     resume: bool = False
+    overwrite: bool = False
     num_shards: int = 1
     shard_index: int = 0
     caption_model: str | None = None
@@ -94,16 +99,17 @@ def validate(config: BuildConfig) -> None:
         import pyarrow  # noqa: F401
     except ImportError:
         raise LayeredError("layered psd build writes Parquet and needs pyarrow: pip install 'layered[train]'") from None
-    if out.exists() and not out.is_dir():
-        raise InputError(f"{config.out}: exists and is not a folder")
-    if out.exists() and not config.resume and any(out.iterdir()):
-        raise InputError(f"{config.out}: not empty (use --resume to continue a build, or another folder)")
+    ours = check_output_folder(config.out, BUILD_MARKER, config.overwrite)  # an earlier build's folder
+    if ours and not config.resume and not config.overwrite and not (config.out / "report.json").is_file():
+        raise InputError(f"{config.out}: holds an unfinished build (use --resume to continue it, or --overwrite)")
 
 
 def build(config: BuildConfig, log: Callable[[str], None] | None = None) -> dict:
     """Run (or resume) the build and return the report; bad files are outcomes, never exceptions."""
     log = log or (lambda message: print(message, file=sys.stderr))
     validate(config)
+    if not config.resume:
+        _clear_previous_build(config.out)
     inputs = [p for p in find_inputs(config.src) if in_partition(p, config.num_shards, config.shard_index)]
     state = config.out / STATE_DIR
     fingerprint = _fingerprint(config, inputs)
@@ -311,6 +317,18 @@ def _load_state(state: Path, fingerprint: dict, resume: bool) -> tuple[list[dict
         next_index = part["next"]
         shard += part["shard"] is not None
     return records, next_index, shard
+
+
+def _clear_previous_build(out: Path) -> None:
+    """A build (not --resume) over an earlier build's folder starts afresh: remove what that build wrote, only that."""
+    if not (out / BUILD_MARKER).is_file():
+        return
+    try:
+        shutil.rmtree(out / STATE_DIR)
+        for path in [*out.glob("data-*.parquet"), *(out / name for name in BUILD_FILES)]:
+            path.unlink(missing_ok=True)
+    except OSError as exc:
+        raise LayeredError(f"cannot replace the earlier build in {out}: {exc}") from None
 
 
 def _finish(config: BuildConfig, records: list[dict], report: dict) -> None:

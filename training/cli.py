@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 
 from training.config import load_config
+
+TRAIN_MARKER = ".layered-train.json"  # in --output-dir: the folder is a training run of ours
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -19,7 +22,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--cache", metavar="DIR", help="latent/text-embedding cache folder (overrides data.cache)")
     parser.add_argument("--build-cache", action="store_true", help="write the cache (--cache DIR) and exit")
     parser.add_argument("--resume", action="store_true", help="continue from the newest checkpoint in the output")
+    parser.add_argument(
+        "--overwrite", action="store_true", help="write into a non-empty --output-dir that no run of ours wrote"
+    )
     parser.add_argument("--dry-run", action="store_true", help="print model size, tokens and memory; no training")
+
+
+def _claim_output_dir(folder: str, overwrite: bool) -> None:
+    """Train only into an empty folder or one a run of ours wrote (its marker), unless --overwrite; then mark it."""
+    from layered.ownership import check_output_folder, mark_output_folder
+
+    check_output_folder(folder, TRAIN_MARKER, overwrite)
+    if int(os.environ.get("RANK", "0")) == 0:  # under accelerate launch, one process writes the marker
+        mark_output_folder(folder, TRAIN_MARKER, "train")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -46,6 +61,8 @@ def run(args: argparse.Namespace) -> int:
     if not config.data.path:
         raise InputError("no training data: set data.path in the config or pass --data DIR")
     list_shards(config.data.path)  # fails fast, before torch is imported
+    if not args.build_cache:
+        _claim_output_dir(config.output_dir, args.overwrite)
     if args.build_cache:
         from training.cache import write_cache
 

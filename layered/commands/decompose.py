@@ -49,6 +49,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--prompt", default="", metavar="TEXT", help="caption of the image (model; default: auto)")
     parser.add_argument("--export", default="", metavar="psd,ora,zip,pptx", help="also write these files per input")
+    parser.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace outputs that layered did not write (what an earlier run wrote is always replaced)",
+    )
     parser.add_argument("--device", default="auto", help="cpu, cuda, cuda:1... (default: auto)")
     parser.add_argument("--dtype", choices=DTYPES, default="auto", help="model dtype (default: bfloat16 on GPU)")
     parser.add_argument(
@@ -123,7 +128,7 @@ def _model(args: argparse.Namespace, device):
 
 
 def run(args: argparse.Namespace) -> int:
-    from layered.decompose_batch import collect_inputs, output_names, run_batch
+    from layered.decompose_batch import check_output_dir, collect_inputs, output_names, run_batch
 
     method = args.method or ("model" if args.model else DEFAULT_METHOD)
     if args.steps < 1:
@@ -134,6 +139,7 @@ def run(args: argparse.Namespace) -> int:
     if not inputs:
         raise InputError("no input images found")
     items = list(zip(inputs, output_names(inputs), strict=True))
+    check_output_dir(out_dir)
 
     state = None
     if _distributed():
@@ -156,11 +162,13 @@ def run(args: argparse.Namespace) -> int:
         decompose, split = _model(args, device)
 
     if state is None:
-        failures = run_batch(items, out_dir, decompose, exports, args.recursive, split)
+        failures = run_batch(items, out_dir, decompose, exports, args.recursive, split, overwrite=args.overwrite)
         done = len(items)
     else:
         with state.split_between_processes(items) as mine:
-            failures = run_batch(list(mine), out_dir, decompose, exports, args.recursive, split)
+            failures = run_batch(
+                list(mine), out_dir, decompose, exports, args.recursive, split, overwrite=args.overwrite
+            )
             done = len(mine)
     print(
         f"wrote {done - failures} of {done} layer folders to {out_dir}" + (f" ({failures} failed)" if failures else "")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import io
 import logging
+import math
 import os
 import re
 import tempfile
@@ -21,9 +22,10 @@ import numpy as np
 from PIL import Image
 
 from layered.errors import InputError
-from layered.fileio import atomic_path, open_image, resolve_inside, to_rgba_array
+from layered.fileio import open_image, resolve_inside, to_rgba_array
 from layered.formats.zip import extract, open_zip
-from layered.stack import Layer, LayerStack
+from layered.ownership import SIGNATURE_PLACEHOLDER, signed_path
+from layered.stack import Layer, LayerStack, check_canvas
 
 logger = logging.getLogger(__name__)
 
@@ -41,7 +43,8 @@ def write(stack: LayerStack, path: str | os.PathLike) -> Path:
     image = ET.Element("image", version="0.0.5", w=str(stack.width), h=str(stack.height))
     root = ET.SubElement(image, "stack")
     merged = stack.composite()
-    with atomic_path(path) as tmp, zipfile.ZipFile(tmp, "w", zipfile.ZIP_STORED) as zf:
+    with signed_path(path) as tmp, zipfile.ZipFile(tmp, "w", zipfile.ZIP_STORED) as zf:
+        zf.comment = SIGNATURE_PLACEHOLDER.encode()  # how a later run knows the file is ours (layered.ownership)
         zf.writestr(zipfile.ZipInfo("mimetype"), MIMETYPE, compress_type=zipfile.ZIP_STORED)
         for i in reversed(range(len(stack))):  # stack.xml lists the top layer first
             layer = stack[i]
@@ -104,6 +107,7 @@ def read(path: str | os.PathLike) -> LayerStack:
         root = image.find("stack")
         if image.tag != "image" or root is None or width <= 0 or height <= 0:
             raise InputError(f"{path}: stack.xml has no <image w h> with a <stack>")
+        check_canvas(width, height, path)
         entries: list[tuple[ET.Element, int, int, float, bool]] = []
         _collect(root, 0, 0, 1.0, True, entries, path)
         sources = sorted({element.get("src", "") for element, *_ in entries})
@@ -120,7 +124,10 @@ def _collect(stack: ET.Element, dx: int, dy: int, opacity: float, visible: bool,
     for child in reversed(list(stack)):  # children are listed top-first
         try:
             x, y = dx + int(child.get("x", "0")), dy + int(child.get("y", "0"))
-            alpha = opacity * min(max(float(child.get("opacity", "1")), 0.0), 1.0)
+            own = float(child.get("opacity", "1"))
+            if not math.isfinite(own):
+                raise ValueError(f"opacity {own}")
+            alpha = opacity * min(max(own, 0.0), 1.0)
         except ValueError as exc:
             raise InputError(f"{path}: malformed <{child.tag}> in stack.xml ({exc})") from None
         shown = visible and child.get("visibility", "visible") != "hidden"

@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import io
 import os
+import zipfile
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
 from layered.errors import LayeredError
-from layered.fileio import atomic_path
+from layered.ownership import SIGNATURE_PLACEHOLDER, signed_path
 from layered.stack import LayerStack
 
 EMU_PER_PX = 9525  # 914400 EMU per inch at 96 px per inch
@@ -63,6 +64,8 @@ def write(stack: LayerStack, path: str | os.PathLike) -> Path:
             blip = picture.element.blipFill.find(qn("a:blip"))
             fix = blip.makeelement(qn("a:alphaModFix"), {"amt": str(round(layer.opacity * 100000))})
             blip.insert(0, fix)
-    with atomic_path(path) as tmp:
+    with signed_path(path) as tmp:
         prs.save(tmp)
+        with zipfile.ZipFile(tmp, "a") as zf:
+            zf.comment = SIGNATURE_PLACEHOLDER.encode()  # how a later run knows the file is ours (layered.ownership)
     return path

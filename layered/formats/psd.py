@@ -18,7 +18,8 @@ import numpy as np
 from PIL import Image
 
 from layered.errors import InputError
-from layered.fileio import MAX_PIXELS, atomic_path, to_rgba_array
+from layered.fileio import MAX_PIXELS, to_rgba_array
+from layered.ownership import GENERATOR, SIGNATURE_PLACEHOLDER, signed_path
 from layered.stack import Layer, LayerStack
 
 logger = logging.getLogger(__name__)
@@ -32,11 +33,11 @@ def write(stack: LayerStack, path: str | os.PathLike) -> Path:
     """Write `stack` as an 8-bit RGBA PSD, layers bottom-first, with our composite as the preview."""
     from psd_tools import PSDImage
     from psd_tools.api.layers import PixelLayer
-    from psd_tools.constants import ColorMode, Compression, Tag
+    from psd_tools.constants import ColorMode, Compression, Resource, Tag
     from psd_tools.psd import PSD
     from psd_tools.psd.header import FileHeader
     from psd_tools.psd.image_data import ImageData
-    from psd_tools.psd.image_resources import ImageResources
+    from psd_tools.psd.image_resources import ImageResource, ImageResources
     from psd_tools.psd.layer_and_mask import GlobalLayerMaskInfo, LayerInfo
     from psd_tools.psd.tagged_blocks import TaggedBlocks
 
@@ -62,9 +63,20 @@ def write(stack: LayerStack, path: str | os.PathLike) -> Path:
     # "Mtrn": the merged image's extra channel is the composite's transparency
     psd.tagged_blocks.set_data(Tag.SAVING_MERGED_TRANSPARENCY)
     record.image_data.set_data(_preview_planes(stack.composite()), header)
-    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+    record.image_resources[Resource.XMP_METADATA] = ImageResource(key=Resource.XMP_METADATA, data=_XMP.encode())
+    with signed_path(path) as tmp, open(tmp, "wb") as f:  # signed: how a later run knows the file is ours
         record.write(f)
     return path
+
+
+# XMP packet of the files we write: the creator tool, and the signature `ownership.sign` fills in.
+_XMP = (
+    '<?xpacket begin="\ufeff" id="W5M0MpCehiHzreSzNTczkc9d"?>'
+    '<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#">'
+    '<rdf:Description rdf:about="" xmlns:xmp="http://ns.adobe.com/xap/1.0/" xmlns:layered="urn:layered:ns:1.0"'
+    f' xmp:CreatorTool="{GENERATOR}" layered:signature="{SIGNATURE_PLACEHOLDER}"/>'
+    '</rdf:RDF></x:xmpmeta><?xpacket end="w"?>'
+)
 
 
 def _preview_planes(rgba: np.ndarray) -> list[bytes]:

@@ -14,7 +14,8 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from layered.errors import InputError
-from layered.fileio import atomic_path, resolve_inside
+from layered.fileio import resolve_inside
+from layered.ownership import SIGNATURE_PLACEHOLDER, signed_path
 from layered.stack import LAYERS_JSON, LayerStack
 
 MAX_MEMBERS = 10_000
@@ -29,7 +30,8 @@ def write(stack: LayerStack, path: str | os.PathLike) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix=f".{path.name}.", dir=path.parent) as tmp:
         folder = stack.save(Path(tmp) / "stack")
-        with atomic_path(path) as out, zipfile.ZipFile(out, "w") as zf:
+        with signed_path(path) as out, zipfile.ZipFile(out, "w") as zf:
+            zf.comment = SIGNATURE_PLACEHOLDER.encode()  # how a later run knows the file is ours (layered.ownership)
             zf.write(folder / LAYERS_JSON, LAYERS_JSON, compress_type=zipfile.ZIP_DEFLATED)
             for file in sorted(folder.iterdir()):
                 if file.name != LAYERS_JSON:  # PNGs are compressed already: store them
