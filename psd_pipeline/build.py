@@ -6,7 +6,11 @@ the shard is written atomically and then a checkpoint part (`.build/parts/NNNNN.
 manifest records it covers. `--resume` reloads the parts and starts after the last one: the rows are
 the same as a clean build's because shard boundaries depend only on the (deterministic) results.
 A worker that dies (segfault, killed for memory) breaks the pool: the files that were in flight are
-rerun one by one in fresh pools, and the one that kills its worker again is recorded as `crashed`.
+rerun one by one in fresh processes, and the one that kills its worker again is recorded as `crashed`.
+Anything that is not a regular file (a FIFO, a device, a socket) is never opened: it is `skipped`. Each
+file runs under a time limit enforced in its worker (`--file-timeout`): past it, the file is a `timeout`
+row; a worker stuck where the alarm cannot interrupt it ends itself and its file is rerun alone, under a
+hard limit, as above.
 """
 
 from __future__ import annotations
@@ -17,7 +21,10 @@ import json
 import logging
 import os
 import shutil
+import signal
+import stat
 import sys
+import threading
 import time
 import warnings
 from collections.abc import Callable, Iterator
@@ -36,6 +43,8 @@ SUFFIXES = (".psd", ".psb")
 STATE_DIR = ".build"
 BUILD_MARKER = f"{STATE_DIR}/config.json"  # written first: a folder holding it is a build of ours
 BUILD_FILES = ("manifest.jsonl", "failures.jsonl", "report.json")
+DEFAULT_FILE_TIMEOUT = 600.0  # seconds per file; corpus files take well under 2 s, large real PSDs minutes
+WATCHDOG_EXIT = 124  # exit status of a worker that ended itself after its file ran past the hard limit
 
 
 @dataclasses.dataclass(frozen=True)
@@ -53,6 +62,7 @@ class BuildConfig:
     shard_bytes: int = 256 << 20
     checkpoint_every: int = 200
     progress: bool = True
+    file_timeout: float | None = DEFAULT_FILE_TIMEOUT
 
 
 def find_inputs(src: str | os.PathLike) -> list[str]:
@@ -92,6 +102,8 @@ def validate(config: BuildConfig) -> None:
         raise InputError("--min-visible must be in [0, 1)")
     if config.num_shards < 1 or not 0 <= config.shard_index < config.num_shards:
         raise InputError("--shard-index must be in [0, --num-shards)")
+    if config.file_timeout is not None and not 0 < config.file_timeout <= 7 * 86400:
+        raise InputError("--file-timeout must be a number of seconds above 0 and at most 604800 (a week)")
     out = config.out.resolve()
     if out == config.src.resolve():
         raise InputError("the output folder must not be the source folder")
@@ -130,7 +142,7 @@ def build(config: BuildConfig, log: Callable[[str], None] | None = None) -> dict
     bar = _progress(config, len(inputs), next_index)
     run_layers = 0
     try:
-        for index, result in run_ordered(tasks, config.workers, config.options):
+        for index, result in run_ordered(tasks, config.workers, config.options, timeout=config.file_timeout):
             if result["row"] is not None:
                 run_layers += len(result["row"]["layers"])
                 if captioner is not None:
@@ -192,13 +204,18 @@ class _Writer:
 
 
 def run_ordered(
-    tasks: list[tuple[int, str, str]], workers: int, options: SampleOptions, func: Callable = process_file
+    tasks: list[tuple[int, str, str]],
+    workers: int,
+    options: SampleOptions,
+    func: Callable = process_file,
+    timeout: float | None = DEFAULT_FILE_TIMEOUT,
 ) -> Iterator[tuple[int, dict]]:
     """Process tasks (index, path, relative) with `func` in a process pool; yield (index, result) in task order.
 
-    Up to `workers * 8` tasks are in flight, so one slow file does not idle the other workers. When a worker
-    dies, the results that were already complete are kept and every other task that was in flight is rerun
-    alone in a fresh single-worker pool: only the file that kills its worker again is marked `crashed`.
+    Up to `workers * 8` tasks are in flight, so one slow file does not idle the other workers. Each runs under
+    `run_limited` (regular files only, `timeout` seconds). When a worker dies, the results that were already
+    complete are kept and every other task that was in flight is rerun alone in a fresh process: only the
+    file that kills its worker again is marked `crashed` (or `timeout`, when it ran past the hard limit).
     """
     _preload()
     position = 0
@@ -212,13 +229,16 @@ def run_ordered(
             while position < len(tasks):
                 while submitted < len(tasks) and submitted < position + window:
                     index, path, relative = tasks[submitted]
-                    futures[submitted] = pool.submit(func, path, relative, options)
+                    futures[submitted] = pool.submit(run_limited, func, path, relative, options, timeout)
                     submitted += 1
                 try:
                     result = futures[position].result()
                 except BrokenProcessPool:
                     broken = True
                     break
+                except Exception as exc:  # e.g. a result that cannot be sent back: an outcome, not a dead build
+                    record = outcome_record(tasks[position][2], "rejected", "error", _short(exc))
+                    result = {"record": record, "row": None}
                 del futures[position]
                 yield tasks[position][0], result
                 position += 1
@@ -228,7 +248,7 @@ def run_ordered(
             for k in range(position, submitted):
                 future = futures[k]
                 done = future.done() and not future.cancelled() and future.exception() is None
-                yield tasks[k][0], future.result() if done else _run_isolated(tasks[k], options, func)
+                yield tasks[k][0], future.result() if done else _run_isolated(tasks[k], options, func, timeout)
             position = submitted
 
 
@@ -239,26 +259,127 @@ def _preload() -> None:
     import psd_tools.composite  # noqa: F401
 
 
-def _run_isolated(task: tuple[int, str, str], options: SampleOptions, func: Callable) -> dict:
-    _index, path, relative = task
-    with ProcessPoolExecutor(max_workers=1, initializer=_worker_init) as pool:
+class FileTimeout(BaseException):
+    """Raised by the worker's alarm; a BaseException so that no `except Exception` on the way swallows it."""
+
+
+def _raise_timeout(_signum, _frame) -> None:
+    raise FileTimeout
+
+
+def run_limited(func: Callable, path: str, relative: str, options: SampleOptions, timeout: float | None) -> dict:
+    """Worker side of one task: skip what is not a regular file, run `func` under a SIGALRM time limit.
+
+    A watchdog thread ends the worker (status WATCHDOG_EXIT) if the alarm has not stopped the file a grace
+    period later, which happens only when it is stuck inside C code that never returns to Python.
+    """
+    kind = not_regular(path)
+    if kind is not None:
+        return {"record": outcome_record(relative, "skipped", "not-regular-file", f"{kind}: not read"), "row": None}
+    if timeout is None:
+        return func(path, relative, options)
+    watchdog = threading.Timer(timeout + _grace(timeout), os._exit, (WATCHDOG_EXIT,))
+    watchdog.daemon = True
+    previous = signal.signal(signal.SIGALRM, _raise_timeout)
+    start = time.perf_counter()
+    try:
         try:
-            return pool.submit(func, path, relative, options).result()
-        except BrokenProcessPool:
-            pass
-    record = {"path": relative, "sha256": _sha_or_none(path), "outcome": "crashed", "reason": "worker-died"}
-    record.update({"detail": "the worker process died while reading this file (crash or out of memory)"})
-    record.update({"psnr": None, "layers_before": None, "layers_after": None, "reference": None, "seconds": None})
+            watchdog.start()
+            signal.setitimer(signal.ITIMER_REAL, timeout)
+            return func(path, relative, options)
+        finally:  # an alarm that fires in here is caught below like one that fires in `func`
+            signal.setitimer(signal.ITIMER_REAL, 0)
+            watchdog.cancel()
+    except FileTimeout:
+        return {"record": _timeout_record(relative, timeout, time.perf_counter() - start), "row": None}
+    finally:
+        signal.signal(signal.SIGALRM, previous)
+
+
+def not_regular(path: str) -> str | None:
+    """What `path` is when it is not a regular file ("a FIFO", ...), else None (unreadable: left to the reader)."""
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        return None
+    if stat.S_ISREG(mode):
+        return None
+    kinds = [(stat.S_ISFIFO, "a FIFO"), (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device")]
+    kinds += [(stat.S_ISSOCK, "a socket"), (stat.S_ISDIR, "a folder")]
+    return next((name for test, name in kinds if test(mode)), "not a regular file")
+
+
+def outcome_record(relative: str, outcome: str, reason: str, detail: str, seconds: float | None = None) -> dict:
+    """A manifest record for a file that gave no sample and was not measured (same keys as process_file's)."""
+    record = {"path": relative, "sha256": None, "outcome": outcome, "reason": reason, "detail": detail}
+    record.update({"psnr": None, "layers_before": None, "layers_after": None, "reference": None})
+    record["seconds"] = None if seconds is None else round(seconds, 4)
+    return record
+
+
+def _timeout_record(relative: str, timeout: float, seconds: float) -> dict:
+    detail = f"still running after {timeout:g} s (--file-timeout)"
+    return outcome_record(relative, "timeout", "file-timeout", detail, seconds)
+
+
+def _grace(timeout: float) -> float:
+    """How long past its limit a file may take to stop before its worker is ended (and then its rerun killed)."""
+    return min(60.0, max(2.0, timeout))
+
+
+def _run_isolated(task: tuple[int, str, str], options: SampleOptions, func: Callable, timeout: float | None) -> dict:
+    """Rerun one task alone in a fresh process, killed if it outlives the hard limit; a death is an outcome."""
+    import multiprocessing
+
+    _index, path, relative = task
+    context = multiprocessing.get_context()
+    receive, send = context.Pipe(duplex=False)
+    process = context.Process(target=_isolated_main, args=(send, func, path, relative, options, timeout), daemon=True)
+    start = time.perf_counter()
+    process.start()
+    send.close()
+    limit = None if timeout is None else timeout + 2 * _grace(timeout)
+    result, killed = None, False
+    try:
+        if receive.poll(limit):
+            result = receive.recv()
+        else:  # past the hard limit and still running
+            process.kill()
+            killed = True
+    except (EOFError, OSError):  # it died before sending anything
+        result = None
+    finally:
+        receive.close()
+        process.join()
+    if result is not None:
+        return result
+    if timeout is not None and (killed or process.exitcode == WATCHDOG_EXIT):
+        return {"record": _timeout_record(relative, timeout, time.perf_counter() - start), "row": None}
+    record = outcome_record(relative, "crashed", "worker-died", "the worker process died while reading this file")
+    record["detail"] += " (crash or out of memory)"
+    record["sha256"] = _sha_or_none(path)
     return {"record": record, "row": None}
+
+
+def _isolated_main(send, func: Callable, path: str, relative: str, options: SampleOptions, timeout) -> None:
+    _worker_init()
+    send.send(run_limited(func, path, relative, options, timeout))
+    send.close()
 
 
 def _sha_or_none(path: str) -> str | None:
     from psd_pipeline.sample import sha256_file
 
+    if not_regular(path) is not None:
+        return None
     try:
         return sha256_file(path)
     except OSError:
         return None
+
+
+def _short(exc: BaseException, limit: int = 200) -> str:
+    return f"{type(exc).__name__}: {' '.join(str(exc).split())[:limit]}"
 
 
 def _worker_init() -> None:

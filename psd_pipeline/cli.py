@@ -40,6 +40,7 @@ def run_build(args: argparse.Namespace) -> int:
         caption_model=args.caption_model,
         shard_rows=args.shard_rows,
         progress=not args.no_progress,
+        file_timeout=args.file_timeout,
     )
     report = build(config)
     counts = ", ".join(f"{k} {v}" for k, v in report["by_outcome"].items())

@@ -308,6 +308,60 @@ def test_a_dying_worker_is_an_outcome(synth_dir):
     assert set(outcomes.values()) == {"accepted"}
 
 
+def sleep_on_design_3(path, relative, options):
+    """A file that takes far too long, in code the worker's alarm interrupts."""
+    if relative == "a/design_3.psd":
+        time.sleep(300)
+    return process_file(path, relative, options)
+
+
+def stuck_on_design_3(path, relative, options):
+    """A file stuck where the alarm cannot reach it (a C loop): SIGALRM is blocked, so only the watchdog ends it."""
+    if relative == "a/design_3.psd":
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGALRM})
+        time.sleep(300)
+    return process_file(path, relative, options)
+
+
+@pytest.mark.parametrize("func", [sleep_on_design_3, stuck_on_design_3])
+def test_a_file_past_its_time_limit_is_a_timeout_row(synth_dir, func):
+    inputs = [f"a/design_{i}.psd" for i in range(1, 6)]
+    tasks = [(i, str(synth_dir / p), p) for i, p in enumerate(inputs)]
+    start = time.perf_counter()
+    results = list(run_ordered(tasks, 2, SampleOptions(), func=func, timeout=2.0))
+    assert time.perf_counter() - start < 60
+    assert [i for i, _ in results] == list(range(len(inputs)))
+    records = {r["record"]["path"]: r["record"] for _, r in results}
+    stuck = records.pop("a/design_3.psd")
+    assert (stuck["outcome"], stuck["reason"]) == ("timeout", "file-timeout") and "--file-timeout" in stuck["detail"]
+    assert stuck["seconds"] >= 2.0
+    assert {r["outcome"] for r in records.values()} == {"accepted"}
+
+
+def test_fifo_and_devices_are_skipped_not_read(synth_dir, tmp_path):
+    """A FIFO named x.psd blocked the build forever; a link to /dev/zero would be hashed forever."""
+    src = tmp_path / "src"
+    src.mkdir()
+    for name in ["design_1.psd", "design_2.psd"]:
+        (src / name).write_bytes((synth_dir / "a" / name).read_bytes())
+    os.mkfifo(src / "x.psd")
+    (src / "zero.psd").symlink_to("/dev/zero")
+    out = tmp_path / "out"
+    done = _cli("build", str(src), "-o", str(out), "--no-progress", timeout=120)
+    assert done.returncode == 0, done.stderr
+    manifest = _manifest(out)
+    assert sorted(manifest) == ["design_1.psd", "design_2.psd", "x.psd", "zero.psd"]
+    assert (manifest["x.psd"]["outcome"], manifest["x.psd"]["reason"]) == ("skipped", "not-regular-file")
+    assert "FIFO" in manifest["x.psd"]["detail"]
+    assert manifest["zero.psd"]["outcome"] == "skipped" and "character device" in manifest["zero.psd"]["detail"]
+    report = json.loads((out / "report.json").read_text())
+    assert report["by_outcome"] == {"accepted": 2, "skipped": 2} and report["rows"] == 2
+    failures = [json.loads(line)["path"] for line in (out / "failures.jsonl").read_text().splitlines()]
+    assert failures == ["x.psd", "zero.psd"]
+    bad = _cli("build", str(src), "-o", str(tmp_path / "o2"), "--file-timeout", "0")
+    assert bad.returncode == 2 and bad.stderr.strip().count("\n") == 0 and "--file-timeout" in bad.stderr
+
+
 def test_fuzzed_corpus_files_never_kill_the_build(shared_dir, tmp_path):
     rng = random.Random(1234)
     src = tmp_path / "fuzz"
