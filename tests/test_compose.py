@@ -125,3 +125,53 @@ def test_compose_does_not_import_heavy_packages(tmp_path, stack):
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=120)
     assert result.returncode == 0, result.stderr
+
+
+def _edit_layers_json(folder: Path, case: str) -> None:
+    """Break a saved layer folder's layers.json the way the fuzzing did (issue 18, defects 3 and 4)."""
+    spec = folder / "layers.json"
+    doc = json.loads(spec.read_text())
+    if case == "nested 100000 deep":
+        spec.write_text("[" * 100_000 + "]" * 100_000)
+        return
+    if case == "opacity NaN":
+        doc["layers"][0]["opacity"] = float("nan")  # json writes NaN, which json.loads reads back
+    elif case == "opacity 1.5":
+        doc["layers"][0]["opacity"] = 1.5
+    elif case == "width 1e18":
+        doc["width"] = 10**18
+    elif case == "canvas 100000 square":
+        doc["width"] = doc["height"] = 100_000
+    elif case == "canvas 16384 square":  # over the decoded-image limit: Pillow would not reopen the PNG
+        doc["width"] = doc["height"] = 16_384
+    text = json.dumps(doc)
+    if case == "width 1e400":
+        text = text.replace('"width": 50', '"width": 1e400', 1)
+    elif case == "offset 1e400":
+        text = text.replace('"x": ', '"x": 1e400, "_x": ', 1)
+    spec.write_text(text)
+
+
+BAD_LAYERS_JSON = [
+    "width 1e400",
+    "offset 1e400",
+    "nested 100000 deep",
+    "canvas 100000 square",
+    "width 1e18",
+    "canvas 16384 square",
+    "opacity NaN",
+    "opacity 1.5",
+]
+
+
+@pytest.mark.parametrize("case", BAD_LAYERS_JSON)
+def test_bad_numbers_in_layers_json_one_line_exit_2(tmp_path, stack, case):
+    folder = stack.save(tmp_path / "layers")
+    _edit_layers_json(folder, case)
+    out_dir = tmp_path / "out"
+    out_dir.mkdir()
+    result = run_cli("compose", str(folder), "-o", str(out_dir / "flat.png"))
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("layered compose: error:"), result.stderr
+    assert list(out_dir.iterdir()) == []

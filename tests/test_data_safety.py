@@ -1,4 +1,4 @@
-"""Nothing a user wrote is ever replaced: `decompose` (folders and --export files), `psd build -o`, `train --output-dir`.
+"""Nothing a user wrote is replaced: `decompose` (folders, --export files), `psd build -o`, `train --output-dir`.
 
 What an earlier run of ours wrote is replaced on a re-run (layered.ownership says how it is recognised);
 anything else is refused with one line naming --overwrite and exit status 2.

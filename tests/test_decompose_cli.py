@@ -196,3 +196,53 @@ def test_accelerate_splits_inputs_across_two_processes(tmp_path, inputs):
     assert reports == [("2", "2"), ("2", "2")]  # each process took half
     for name in names:
         _layer_folder_ok(out / name, good[name])
+
+
+def _errors(err: str) -> list[str]:
+    return [line for line in err.splitlines() if line.strip()]
+
+
+@needs_classic
+def test_a_decompression_bomb_and_a_newline_in_a_name_give_one_line_each(tmp_path):
+    """Pillow's DecompressionBombWarning must not come before our size check; names must not split lines.
+    A subprocess, as a user runs it: pytest would capture the warning."""
+    bomb = tmp_path / "bomb.png"
+    _png_header_only(bomb, 9500, 9500)  # 90 M pixels: over Pillow's warning threshold and over our limit
+    odd = tmp_path / "bad\nname.png"
+    odd.write_text("not an image")
+    for path, expected in ((bomb, "9500x9500"), (odd, "bad\\nname.png")):
+        command = [sys.executable, "-m", "layered", "decompose", str(path), "-o", str(tmp_path / "out")]
+        result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=120)
+        assert result.returncode == 2
+        err = _errors(result.stderr)
+        assert len(err) == 1 and expected in err[0], err
+    assert not any((tmp_path / "out").iterdir())
+
+
+@needs_classic
+@pytest.mark.parametrize("where", ["a file", "below a file"])
+def test_an_output_that_cannot_be_a_folder_is_one_error_before_any_work(tmp_path, inputs, capsys, where):
+    folder, good, _ = inputs
+    blocker = tmp_path / "taken"
+    blocker.write_bytes(b"the user's file")
+    out = blocker if where == "a file" else blocker / "sub"
+    assert main(["decompose", str(folder), "-o", str(out)]) == 2  # a folder of several images
+    err = _errors(capsys.readouterr().err)
+    assert len(err) == 1 and err[0].startswith("layered decompose: error:") and str(out) in err[0], err
+    assert "internal error" not in err[0]
+    assert blocker.read_bytes() == b"the user's file" and sorted(tmp_path.iterdir()) == [blocker]
+
+
+@needs_classic
+def test_a_folder_without_images_is_a_failed_input(tmp_path, inputs, capsys):
+    folder, _, _ = inputs
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    (empty / "notes.txt").write_text("no images here")
+    out = tmp_path / "out"
+    assert main(["decompose", str(folder / "plain.png"), str(empty), "-o", str(out)]) == 2
+    captured = capsys.readouterr()
+    err = _errors(captured.err)
+    assert len(err) == 1 and str(empty) in err[0] and "no images" in err[0], err
+    assert "wrote 1 of 2" in captured.out
+    assert sorted(p.name for p in out.iterdir()) == ["plain"]
