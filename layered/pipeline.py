@@ -10,11 +10,18 @@ is encoded; an empty one is replaced by a caption when the pipeline has a `proce
 without a captioner it falls back to `FALLBACK_PROMPT`, the empty caption (the unconditional text our
 trainer teaches through caption dropout), encoded by the text encoder; without a text encoder, to a single
 all-zero text token.
+
+Loading: every folder `save_pretrained` writes names the class through diffusers' custom-pipeline support
+(`model_index.json` `_class_name: ["pipeline_layered", "LayeredPipeline"]` + a two-line `pipeline_layered.py`
+that imports this class), so `DiffusionPipeline.from_pretrained(folder, trust_remote_code=True)` returns a
+`LayeredPipeline`; `LayeredPipeline.from_pretrained(folder)` needs no flag (the named class is itself).
 """
 
 from __future__ import annotations
 
+import json
 import math
+import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -28,6 +35,7 @@ from diffusers.pipelines.qwenimage.pipeline_qwenimage_layered import calculate_d
 from diffusers.utils import BaseOutput
 from diffusers.utils.torch_utils import randn_tensor
 
+from layered.fileio import atomic_path
 from layered.layer_tools import AUTO_TOLERANCE, prune_layers, split_layer
 from layered.pixels import resize_rgba
 from layered.stack import LayerStack
@@ -36,14 +44,31 @@ FALLBACK_PROMPT = ""  # what `layered train` feeds for a dropped caption: the mo
 STOCK_BUCKETS = (640, 1024)  # at these resolutions sides round to multiples of 32, exactly like the stock pipeline
 OFFLOAD_MODES = ("none", "model", "sequential", "group")
 DEFAULT_MAX_LAYERS = 8
+# diffusers' custom-pipeline reference written into every saved model_index.json, and the module it names
+PIPELINE_MODULE = "pipeline_layered"
+PIPELINE_CLASS_NAME = [PIPELINE_MODULE, "LayeredPipeline"]
+PIPELINE_MODULE_SOURCE = '''"""This folder's diffusers custom pipeline: `layered.LayeredPipeline` (pip install layered).
+
+    DiffusionPipeline.from_pretrained(this_folder, trust_remote_code=True)
+"""
+
+from layered.pipeline import LayeredPipeline
+
+__all__ = ["LayeredPipeline"]
+'''
 
 
 @dataclass
 class LayeredPipelineOutput(BaseOutput):
-    """`images[i]`: the layers of output i (list of PIL / np array / tensor), bottom-first, at model size;
-    `stacks[i]`: the same layers as a `LayerStack` at the input's size (None for `output_type="latent"`)."""
+    """`images[i]`: the layers of output i, bottom-first, at model size; `stacks[i]`: the same layers as a
+    `LayerStack` at the input's size (None for `output_type="latent"`).
 
-    images: list
+    `images` is a list of lists of PIL images for "pil". For "np" / "pt" / "latent" it is one array when all outputs
+    share size and layer count: np `(batch, layers, H, W, 4)`, pt `(batch, layers, 4, H, W)`, latent
+    `(batch, z_dim, 1 + layers, h, w)`; a mixed batch gets a list of per-output arrays.
+    """
+
+    images: list | np.ndarray | torch.Tensor
     stacks: list | None = None
 
 
@@ -97,6 +122,13 @@ def _per_input(value: Any, count: int, name: str) -> list:
     return list(value)
 
 
+def _batch_images(images: list, output_type: str) -> list | np.ndarray | torch.Tensor:
+    """One array/tensor (batch first) when every output has the same shape; a list otherwise (and for pil)."""
+    if output_type == "pil" or not images or len({tuple(im.shape) for im in images}) > 1:
+        return images
+    return np.stack(images) if output_type == "np" else torch.stack(images)
+
+
 def _is_empty_prompt(prompt: str | None) -> bool:
     return prompt is None or not str(prompt).strip()
 
@@ -120,6 +152,33 @@ class LayeredPipeline(QwenImageLayeredPipeline):
             transformer=transformer,
         )
         self.register_to_config(default_resolution=int(default_resolution))
+
+    # ------------------------------------------------------------------ the folder: diffusers' custom pipeline
+
+    def to_json_string(self) -> str:
+        """The `model_index.json` text, naming this class through the folder's custom-pipeline module."""
+        config = json.loads(super().to_json_string())
+        config["_class_name"] = list(PIPELINE_CLASS_NAME)
+        return json.dumps(config, indent=2, sort_keys=True) + "\n"
+
+    def save_config(self, save_directory: str | os.PathLike, push_to_hub: bool = False, **kwargs) -> None:
+        """`model_index.json` plus `pipeline_layered.py`, the module its `_class_name` names (written atomically)."""
+        with atomic_path(os.path.join(save_directory, f"{PIPELINE_MODULE}.py")) as tmp:
+            tmp.write_text(PIPELINE_MODULE_SOURCE, encoding="utf-8")
+        if push_to_hub:  # diffusers writes the same `to_json_string`, then uploads the folder
+            super().save_config(save_directory, push_to_hub=True, **kwargs)
+            return
+        with atomic_path(os.path.join(save_directory, self.config_name)) as tmp:
+            self.to_json_file(tmp)
+
+    @classmethod
+    def load_config(cls, *args, **kwargs):
+        """diffusers' `load_config`; a folder whose custom pipeline is this class loads it directly (no code to run)."""
+        loaded = super().load_config(*args, **kwargs)
+        config = loaded[0] if isinstance(loaded, tuple) else loaded
+        if isinstance(config, dict) and config.get("_class_name") == PIPELINE_CLASS_NAME:
+            config["_class_name"] = cls.__name__
+        return loaded
 
     # ----------------------------------------------------------------- sizes, prompts, memory switches
 
@@ -150,6 +209,29 @@ class LayeredPipeline(QwenImageLayeredPipeline):
 
     def _text_dtype(self) -> torch.dtype:
         return self.vae.dtype
+
+    def encode_prompt(
+        self,
+        prompt: str | list[str],
+        device: torch.device | None = None,
+        num_images_per_prompt: int = 1,
+        prompt_embeds: torch.Tensor | None = None,
+        prompt_embeds_mask: torch.Tensor | None = None,
+        max_sequence_length: int = 1024,
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """`(prompt_embeds, prompt_embeds_mask)` for `__call__(prompt_embeds=..., prompt_embeds_mask=...)`, rows
+        prompt-major (each prompt `num_images_per_prompt` times); the mask is None when no token is padding."""
+        device = device or self._execution_device
+        if prompt_embeds is None:
+            prompt = [prompt] if isinstance(prompt, str) else list(prompt)
+            prompt_embeds, prompt_embeds_mask = self._get_qwen_prompt_embeds(prompt, device)
+        prompt_embeds = prompt_embeds[:, :max_sequence_length].repeat_interleave(num_images_per_prompt, dim=0)
+        if prompt_embeds_mask is not None:  # the stock version repeats the mask batch-major: rows then mismatch
+            prompt_embeds_mask = prompt_embeds_mask[:, :max_sequence_length]
+            prompt_embeds_mask = prompt_embeds_mask.repeat_interleave(num_images_per_prompt, dim=0)
+            if prompt_embeds_mask.all():
+                prompt_embeds_mask = None
+        return prompt_embeds, prompt_embeds_mask
 
     def _encode_texts(self, texts: list[str], device, num_images_per_prompt: int, max_sequence_length: int):
         """Embeddings for `texts` (one per input), each repeated `num_images_per_prompt` times."""
@@ -264,8 +346,11 @@ class LayeredPipeline(QwenImageLayeredPipeline):
         `auto_tolerance` levels) or one value per image; `resolution` is any size (default:
         `config.default_resolution`), or pass `height`/`width`; RGBA inputs are flattened over `background`
         (None keeps the alpha channel); `generator` may be a list with one generator per output (input-major),
-        which makes every output equal to its single-input run. Returns `LayeredPipelineOutput(images, stacks)`,
-        or the tuple `(images, stacks)`.
+        which makes every output equal to its single-input run. `prompt_embeds` / `prompt_embeds_mask` are what
+        `encode_prompt` returns (one row for all, per input, or per output). Returns
+        `LayeredPipelineOutput(images, stacks)`, or the tuple `(images, stacks)`. `images`: for "np"/"pt" one array
+        `(batch, layers, H, W, 4)` / `(batch, layers, 4, H, W)` when all outputs share size and layer count, else
+        a list of per-output arrays; for "pil" a list of lists of PIL images (see `LayeredPipelineOutput`).
         """
         if image is None:
             raise ValueError("LayeredPipeline decomposes an image: pass `image`")
@@ -335,6 +420,7 @@ class LayeredPipeline(QwenImageLayeredPipeline):
             rows = [i * per_image + k for i in members for k in range(per_image)]
             if prompt_embeds is not None:
                 embeds, mask = self._select_embeds(prompt_embeds, prompt_embeds_mask, members, count, per_image)
+                embeds = embeds.to(device=device, dtype=self._text_dtype())
             else:
                 embeds, mask = self._encode_texts([texts[i] for i in members], device, per_image, max_sequence_length)
             neg_embeds = neg_mask = None
@@ -343,6 +429,7 @@ class LayeredPipeline(QwenImageLayeredPipeline):
                     neg_embeds, neg_mask = self._select_embeds(
                         negative_prompt_embeds, negative_prompt_embeds_mask, members, count, per_image
                     )
+                    neg_embeds = neg_embeds.to(device=device, dtype=self._text_dtype())
                 else:
                     neg_texts = [negatives[i] if not _is_empty_prompt(negatives[i]) else " " for i in members]
                     if self.text_encoder is None:
@@ -390,6 +477,7 @@ class LayeredPipeline(QwenImageLayeredPipeline):
                     )
                 images.append(layer_images)
                 stacks.append(stack)
+        images = _batch_images(images, output_type)
         if not return_dict:
             return images, stacks
         return LayeredPipelineOutput(images=images, stacks=stacks)
@@ -401,10 +489,15 @@ class LayeredPipeline(QwenImageLayeredPipeline):
 
     @staticmethod
     def _select_embeds(embeds: torch.Tensor, mask: torch.Tensor | None, members: list[int], count: int, per: int):
-        """Rows of user-given embeddings (one per input, or one for all) for `members`, each repeated `per` times."""
-        if embeds.shape[0] not in (1, count):
-            raise ValueError(f"prompt embeddings have batch {embeds.shape[0]} for {count} images")
-        index = torch.tensor([0 if embeds.shape[0] == 1 else i for i in members for _ in range(per)])
+        """Rows of user-given embeddings for `members`: one row for all, one per input (repeated `per` times), or
+        one per output as `encode_prompt(..., num_images_per_prompt=per)` returns them."""
+        rows = embeds.shape[0]
+        if rows not in (1, count, count * per):
+            raise ValueError(f"prompt embeddings have batch {rows} for {count} images x {per} per image")
+        if rows == count * per and rows != count:
+            index = torch.tensor([i * per + k for i in members for k in range(per)])
+        else:
+            index = torch.tensor([0 if rows == 1 else i for i in members for _ in range(per)])
         picked = embeds[index.to(embeds.device)]
         picked_mask = mask[index.to(mask.device)] if mask is not None else None
         if picked_mask is not None and picked_mask.all():

@@ -124,7 +124,9 @@ def test_output_types_agree(pipe):
     std = torch.tensor(vae.config.latents_std).view(-1, 1, 1, 1)
     decoded = vae.decode((frames * std + mean)[:, 1:].permute(1, 0, 2, 3).unsqueeze(2)).sample.squeeze(2)
     torch.testing.assert_close((decoded / 2 + 0.5).clamp(0, 1), pt, rtol=0, atol=1e-5)
-    assert isinstance(_run(pipe, image, prompt="p", layers=2, return_dict=False)[0], list)
+    images, stacks = _run(pipe, image, prompt="p", layers=3, return_dict=False)
+    assert isinstance(images, torch.Tensor) and images.shape == (1, 3, 4, 48, 80) and len(stacks) == 1
+    torch.testing.assert_close(images[0], pt, rtol=0, atol=0)
 
 
 def test_resolution_and_explicit_size(pipe):
