@@ -167,6 +167,7 @@ def train_mmdit(config: Config, resume: bool = False, source=None) -> dict:
     from tqdm.auto import tqdm
 
     from training import checkpoint as ckpt
+    from training import distributed as dist
     from training.cache import CacheSource, OnlineSource, cache_settings
     from training.encoding import text_pipeline
     from training.models import load_scheduler, load_text_components, load_transformer, load_vae
@@ -181,6 +182,8 @@ def train_mmdit(config: Config, resume: bool = False, source=None) -> dict:
         # find_unused_parameters: the last block's text-stream outputs never reach the loss.
         kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True)],
     )
+    dist.check_launch(accelerator)
+    dist.enable_cpu_fsdp(accelerator)
     set_seed(config.seed)
     weight_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(config.train.mixed_precision, torch.float32)
     device = accelerator.device
@@ -196,8 +199,9 @@ def train_mmdit(config: Config, resume: bool = False, source=None) -> dict:
     )
 
     transformer = load_transformer(config)
-    vae = load_vae(config)
-    text_encoder, tokenizer, processor = load_text_components(config)
+    with dist.unpartitioned_init(accelerator):  # frozen parts stay whole under ZeRO-3 (saved as they are)
+        vae = load_vae(config)
+        text_encoder, tokenizer, processor = load_text_components(config)
     vae.requires_grad_(False)
     text_encoder.requires_grad_(False)
     if source is None:
@@ -218,11 +222,6 @@ def train_mmdit(config: Config, resume: bool = False, source=None) -> dict:
         setup_lora(transformer, config)
         cast_training_params(transformer, dtype=torch.float32)
     params = [p for p in transformer.parameters() if p.requires_grad]
-    ema = (
-        EMAModel(params, decay=config.ema.decay, update_after_step=config.ema.update_after_step)
-        if config.ema.enabled
-        else None
-    )
     optimizer = torch.optim.AdamW(
         params,
         lr=config.train.learning_rate,
@@ -237,6 +236,12 @@ def train_mmdit(config: Config, resume: bool = False, source=None) -> dict:
         num_training_steps=config.train.max_steps * accelerator.num_processes,
     )
     transformer, optimizer, lr_scheduler = accelerator.prepare(transformer, optimizer, lr_scheduler)
+    params = [p for p in transformer.parameters() if p.requires_grad]  # FSDP2 swaps them for DTensors
+    ema = (
+        EMAModel(params, decay=config.ema.decay, update_after_step=config.ema.update_after_step)
+        if config.ema.enabled
+        else None
+    )
     if ema is not None:
         ema.to(device)
         accelerator.register_for_checkpointing(ema)
@@ -308,10 +313,11 @@ def train_mmdit(config: Config, resume: bool = False, source=None) -> dict:
 
     result = {"losses": losses, "start_step": start_step, "step": step, "output": None}
     accelerator.wait_for_everyone()
+    if ema is not None:
+        ema.copy_to(params)
+    weights = dist.full_state_dict(accelerator, transformer)  # collective under FSDP / ZeRO-3: every process
     if accelerator.is_main_process:
-        model = accelerator.unwrap_model(transformer)
-        if ema is not None:
-            ema.copy_to(params)
+        model = dist.whole_model(accelerator, accelerator.unwrap_model(transformer), weights)
         result["output"] = str(save_output(model, config, vae, text_encoder, tokenizer, processor))
     accelerator.wait_for_everyone()
     accelerator.end_training()
