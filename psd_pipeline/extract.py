@@ -84,6 +84,7 @@ class Extraction:
     has_blended_effects: bool = False
     psd_tools_psnr: float | None = None  # psd-tools' own full composite vs the reference, when computed
     rules: str = "default"  # default | strict-effects | verified (see extract_variants)
+    color_profile: str | None = None  # the embedded ICC profile's description; None: no usable profile
 
 
 def open_psd(path: str | os.PathLike, max_pixels: int = MAX_PIXELS):
@@ -212,6 +213,7 @@ def _extract(psd, header: PsdHeader, strict_effects: bool, cache: dict, verify: 
         reference_kind,
         blended_effects,
         rules="verified" if verify else "strict-effects" if strict_effects else "default",
+        color_profile=profile_description(psd),
     )
 
 
@@ -370,6 +372,21 @@ def _icc_transform(psd, mode: str):
             _ICC_CACHE.pop(next(iter(_ICC_CACHE)))
         _ICC_CACHE[key] = transform
     return _ICC_CACHE[key]
+
+
+def profile_description(psd) -> str | None:
+    """The embedded ICC profile's description (what the colours were converted from), or None."""
+    from psd_tools.constants import Resource
+
+    if Resource.ICC_PROFILE not in psd.image_resources:
+        return None
+    from PIL import ImageCms
+
+    try:
+        profile = ImageCms.ImageCmsProfile(io.BytesIO(bytes(psd.image_resources.get_data(Resource.ICC_PROFILE))))
+        return ImageCms.getProfileDescription(profile).strip() or "unnamed profile"
+    except (ImageCms.PyCMSError, OSError, ValueError):
+        return None
 
 
 def _near_identity(transform) -> bool:

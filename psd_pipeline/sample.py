@@ -112,6 +112,7 @@ def _accept(path: Path, relative: str, record: dict, options: SampleOptions) -> 
         "original_size": [extraction.header.width, extraction.header.height],
         "scale": curated.scale,
         "color_mode": extraction.header.color_mode,
+        "color_profile": extraction.color_profile,
         "depth": extraction.header.depth,
         "layer_names": names,
         "layer_kinds": curated.kinds,

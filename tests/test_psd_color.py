@@ -86,3 +86,39 @@ def test_editor_reader_is_colour_managed_too(shared_dir, name):
     path = shared_dir / "psd-corpus" / name
     stack, _notes = read_with_notes(path)
     assert alpha_over_psnr([stack.composite()], colour_managed_composite(PSDImage.open(path))) >= 40.0
+
+
+def test_meta_names_the_profile_the_colours_came_from(shared_dir):
+    import json
+
+    rows = {
+        name: process_file(shared_dir / "psd-corpus" / name, name, SampleOptions())["row"]
+        for name in ["32bit5x5.psd", "colormodes/4x4_8bit_cmyk.psd", "1layer.psd"]
+    }
+    profiles = {name: json.loads(row["meta"])["color_profile"] for name, row in rows.items()}
+    assert profiles == {
+        "32bit5x5.psd": "sRGB IEC61966-2.1 (Linear RGB Profile)",
+        "colormodes/4x4_8bit_cmyk.psd": "Japan Color 2001 Coated",
+        "1layer.psd": None,
+    }
+
+
+def test_untagged_cmyk_agrees_with_psd_tools_and_says_it_had_no_profile(shared_dir, tmp_path):
+    """Without an embedded profile (as in psd-tools' cmyk-blend-modes.psd) both sides use Pillow's
+    profile-free CMYK -> RGB formula: consistent, but far from what the same document shows when tagged."""
+    import json
+
+    from psd_tools import PSDImage
+    from psd_tools.constants import Resource
+
+    tagged_path = shared_dir / "psd-corpus" / "colormodes" / "4x4_8bit_cmyk.psd"
+    psd = PSDImage.open(tagged_path)
+    del psd.image_resources[Resource.ICC_PROFILE]
+    untagged_path = tmp_path / "untagged-cmyk.psd"
+    psd.save(untagged_path)
+    result = process_file(untagged_path, "untagged-cmyk.psd", SampleOptions())
+    assert result["record"]["outcome"] == "accepted"
+    assert json.loads(result["row"]["meta"])["color_profile"] is None
+    layers = _row_layers(result["row"])
+    assert alpha_over_psnr(layers, colour_managed_composite(PSDImage.open(untagged_path))) >= 40.0
+    assert alpha_over_psnr(layers, colour_managed_composite(PSDImage.open(tagged_path))) < 25.0
