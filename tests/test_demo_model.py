@@ -51,7 +51,7 @@ def test_folder_is_small_fp16_safetensors_with_a_model_card():
     card = (DEMO_DIR / "README.md").read_text()
     assert "held-out" in card and "classic" in card
     index = json.loads((DEMO_DIR / "model_index.json").read_text())
-    assert index["_class_name"] in ("LayeredPipeline", "QwenImageLayeredPipeline")
+    assert index["_class_name"] == ["pipeline_layered", "LayeredPipeline"]  # diffusers' custom-pipeline reference
 
 
 def test_decomposes_held_out_designs(pipe):
@@ -82,7 +82,11 @@ def test_stock_diffusers_pipeline_loads_the_same_model(pipe):
     """
     from diffusers import QwenImageLayeredPipeline
 
-    stock = QwenImageLayeredPipeline.from_pretrained(DEMO_DIR, processor=None, dtype=torch.float32)
+    # the folder names its custom pipeline (LayeredPipeline, a subclass): stock's loader asks for trust_remote_code
+    stock = QwenImageLayeredPipeline.from_pretrained(
+        DEMO_DIR, processor=None, dtype=torch.float32, trust_remote_code=True
+    )
+    assert isinstance(stock, QwenImageLayeredPipeline)
     for name in ("vae", "transformer", "text_encoder"):
         ours_state, stock_state = getattr(pipe, name).state_dict(), getattr(stock, name).state_dict()
         assert ours_state.keys() == stock_state.keys()
