@@ -49,9 +49,13 @@ def run_build(args: argparse.Namespace) -> int:
 
 
 def run_inspect(args: argparse.Namespace) -> int:
+    from psd_pipeline.build import not_regular
     from psd_pipeline.inspect import format_report, inspect_file
 
     path = Path(args.file)
+    kind = not_regular(str(path))
+    if kind is not None:
+        raise InputError(f"{str(path)!r}: {kind}, not a regular file")
     if not path.is_file():
         raise InputError(f"{path}: no such file")
     report = inspect_file(path, max_layers=args.max_layers, min_visible=args.min_visible, min_psnr=args.min_psnr)

@@ -342,6 +342,8 @@ def test_fifo_and_devices_are_skipped_not_read(synth_dir, tmp_path):
     assert report["by_outcome"] == {"accepted": 2, "skipped": 2} and report["rows"] == 2
     failures = [json.loads(line)["path"] for line in (out / "failures.jsonl").read_text().splitlines()]
     assert failures == ["x.psd", "zero.psd"]
+    inspect = _cli("inspect", str(src / "x.psd"), timeout=60)
+    assert inspect.returncode == 2 and inspect.stderr.strip().count("\n") == 0 and "FIFO" in inspect.stderr
     bad = _cli("build", str(src), "-o", str(tmp_path / "o2"), "--file-timeout", "0")
     assert bad.returncode == 2 and bad.stderr.strip().count("\n") == 0 and "--file-timeout" in bad.stderr
 
