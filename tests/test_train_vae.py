@@ -204,3 +204,33 @@ def test_thumbnail_anchor_is_the_mse_to_the_block_mean(rng):
     assert thumbnail_anchor(latents, images).item() == pytest.approx(expected, rel=1e-5)
     latents[:, :4] = torch.from_numpy(blocks)
     assert thumbnail_anchor(latents, images).item() == pytest.approx(0.0, abs=1e-10)
+
+
+class _OpaqueCopy(torch.nn.Module):
+    """A 'VAE' that returns its input with alpha forced to 1: composites come back exact, layers lose their alpha."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.unused = torch.nn.Parameter(torch.zeros(1))
+
+    def encode(self, x):
+        return type("Out", (), {"latent_dist": type("Dist", (), {"mode": lambda _self: x})()})()
+
+    def decode(self, z, return_dict=False):
+        return (torch.cat([z[:, :3], torch.ones_like(z[:, 3:])], dim=1),)
+
+
+def test_held_out_eval_scores_layers_apart_from_composites(rng):
+    from types import SimpleNamespace
+
+    from training.vae import evaluate_held_out
+
+    opaque = rng.integers(0, 256, (8, 8, 4), dtype=np.uint8)
+    opaque[..., 3] = 255
+    layer = rng.integers(0, 256, (8, 8, 4), dtype=np.uint8)
+    held = SimpleNamespace(refs=[0], pixels=lambda index: {"composite": opaque, "layers": [opaque, layer]})
+    scores = evaluate_held_out(_OpaqueCopy(), held)
+    assert scores["psnr"] == math.inf and scores["alpha_iou"] == pytest.approx(1.0)
+    # soft IoU of an all-opaque prediction against alpha a: sum(min(a, 1)) / sum(max(a, 1)) = mean(a)
+    expected_layer_iou = (1.0 + layer[..., 3].mean() / 255) / 2
+    assert scores["layers_alpha_iou"] == pytest.approx(expected_layer_iou, rel=1e-6)

@@ -167,6 +167,19 @@ def evaluate_vae(vae, images: list[np.ndarray]) -> dict[str, float]:
     }
 
 
+def evaluate_held_out(vae, held, max_layers: int = 256) -> dict[str, float]:
+    """Held-out rows (an `OnlineSource`, at the training size) scored on their composites and on their layers.
+
+    The layers carry the alpha that the decomposer's masks are built from, so they get their own `layers_*` scores.
+    """
+    rows = [held.pixels(index) for index in range(len(held.refs))]
+    scores = evaluate_vae(vae, [row["composite"] for row in rows])
+    layers = [layer for row in rows for layer in row["layers"]][:max_layers]
+    if layers:
+        scores.update({f"layers_{k}": v for k, v in evaluate_vae(vae, layers).items()})
+    return scores
+
+
 def _over(pixels: np.ndarray, color: np.ndarray) -> np.ndarray:
     alpha = pixels[..., 3:].astype(np.float64) / 255
     return alpha * pixels[..., :3] / 255 + (1 - alpha) * color
@@ -233,6 +246,7 @@ def train_vae(config: Config, resume: bool = False) -> dict:
         train_refs, buckets, config.data.max_layers, config.data.batch_size, accelerator.num_processes, config.seed
     )
     source = OnlineSource(train_refs, buckets, config.data.max_layers, None, None, accelerator.device)
+    held_source = OnlineSource(held, buckets, config.data.max_layers, None, None, accelerator.device)
 
     vae = load_start_vae(config)
     if config.train.gradient_checkpointing:
@@ -283,8 +297,7 @@ def train_vae(config: Config, resume: bool = False) -> dict:
         progress.set_postfix(loss=f"{mean_loss:.4f}", samples_per_s=f"{samples / (time.perf_counter() - started):.2f}")
         logs = {"loss": mean_loss}
         if held and config.eval.every and (step % config.eval.every == 0) and accelerator.is_main_process:
-            images_held = [source.reader.read(ref)["composite"] for ref in held]
-            logs.update({f"eval/{k}": v for k, v in evaluate_vae(model.eval(), images_held).items()})
+            logs.update({f"eval/{k}": v for k, v in evaluate_held_out(model.eval(), held_source).items()})
             model.train()
         if step % config.train.log_every == 0 or len(logs) > 1:
             accelerator.log(logs, step=step)
