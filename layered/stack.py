@@ -85,6 +85,8 @@ class LayerStack:
     width: int
     height: int
     layers: tuple[Layer, ...] = ()
+    working_size: tuple[int, int] | None = None  # (width, height) the decomposer worked at, when known
+    refined: bool | None = None  # whether `layered.refine` made the layers add up to the input image
 
     def __post_init__(self) -> None:
         if self.width <= 0 or self.height <= 0:
@@ -148,6 +150,10 @@ class LayerStack:
                 )
             save_png(self.composite(), tmp / COMPOSITE_PNG)
             doc = {"width": self.width, "height": self.height, "layers": entries}
+            if self.working_size is not None:
+                doc["working_size"] = list(self.working_size)
+            if self.refined is not None:
+                doc["refined"] = bool(self.refined)
             # what makes the folder ours (layered.ownership): every file's digest, and layers.json signed
             doc["generator"] = GENERATOR
             doc["files"] = {p.name: file_digest(p) for p in sorted(tmp.iterdir())}
@@ -194,7 +200,24 @@ class LayerStack:
             layers.append(
                 Layer(pixels, x, y, name if isinstance(name, str) else str(name), float(opacity), bool(visible))
             )
-        return cls(width, height, tuple(layers))
+        return cls(width, height, tuple(layers), _working_size(doc.get("working_size"), spec), _flag(doc, spec))
+
+
+def _working_size(value, spec) -> tuple[int, int] | None:
+    """The optional `working_size` of layers.json (absent in older files)."""
+    if value is None:
+        return None
+    if not (isinstance(value, list) and len(value) == 2 and all(isinstance(v, int) and v > 0 for v in value)):
+        raise InputError(f"{spec}: working_size must be [width, height], got {_short(value)}")
+    return value[0], value[1]
+
+
+def _flag(doc: dict, spec) -> bool | None:
+    """The optional `refined` flag of layers.json (absent in older files)."""
+    value = doc.get("refined")
+    if value is not None and not isinstance(value, bool):
+        raise InputError(f"{spec}: refined must be true or false, got {_short(value)}")
+    return value
 
 
 def check_canvas(width: int, height: int, source: object = "canvas") -> None:
