@@ -12,6 +12,18 @@ import os
 from layered.errors import InputError
 
 
+def use_cpu_group_without_accelerator() -> None:
+    """N processes launched on a machine without GPUs join one gloo group (accelerate otherwise runs each alone).
+
+    `accelerate launch` with a config file starts torchrun but does not pass the file's `use_cpu` on; call this
+    before the first `Accelerator()`.
+    """
+    import torch
+
+    if int(os.environ.get("WORLD_SIZE", "1") or 1) > 1 and not torch.accelerator.is_available():
+        os.environ.setdefault("ACCELERATE_USE_CPU", "true")
+
+
 def check_launch(accelerator) -> None:
     """Refuse N launched processes that did not form one process group (each would train and write alone)."""
     launched = int(os.environ.get("WORLD_SIZE", "1") or 1)

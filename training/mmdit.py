@@ -157,6 +157,17 @@ def setup_lora(transformer, config: Config) -> None:
     )
 
 
+def freeze_unreached(transformer) -> None:
+    """Freeze the last block's text-stream output layers: their output is dropped, so they never get a gradient.
+
+    AdamW skips them either way (same training), but a sharded optimizer checkpoint (FSDP) then holds a state for
+    every trainable weight, which resuming requires.
+    """
+    last = transformer.transformer_blocks[-1]
+    for module in (last.attn.to_add_out, last.txt_mlp):
+        module.requires_grad_(False)
+
+
 def train_mmdit(config: Config, resume: bool = False, source=None) -> dict:
     """Train the VLD-MMDiT; write checkpoints and the output (pipeline folder or LoRA weights)."""
     from accelerate import Accelerator
@@ -174,6 +185,7 @@ def train_mmdit(config: Config, resume: bool = False, source=None) -> dict:
 
     out = Path(config.output_dir)
     fresh_accelerator_state()
+    dist.use_cpu_group_without_accelerator()
     accelerator = Accelerator(
         gradient_accumulation_steps=config.train.gradient_accumulation_steps,
         mixed_precision=config.train.mixed_precision,
@@ -221,6 +233,7 @@ def train_mmdit(config: Config, resume: bool = False, source=None) -> dict:
         transformer.to(weight_dtype)
         setup_lora(transformer, config)
         cast_training_params(transformer, dtype=torch.float32)
+    freeze_unreached(transformer)
     params = [p for p in transformer.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(
         params,
