@@ -36,9 +36,15 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from layered.stack import LayerStack
+from layered.stack import Layer, LayerStack, composite
 
 Scores = list[dict]  # [{"merge": k, "rgb_l1": x, "soft_iou": y}, ...] for k = 0..max_merge
+
+# Bounds on what is scored, per side: visible layers, and canvas pixels they cover in all (64 full layers at
+# 1024 x 1024). The merge search is quadratic in the layer count, its memory 16 bytes per layer pixel.
+MAX_EVAL_LAYERS = 100
+MAX_EVAL_PIXELS = 64 * 1024 * 1024
+_TIE = 1e-9  # summed costs closer than this are equal (the first candidate wins)
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -58,12 +64,15 @@ class _Layer:
 
     @classmethod
     def make(cls, rgb: np.ndarray, alpha: np.ndarray, box: tuple[int, int, int, int]) -> _Layer:
-        weighted = (rgb[0] + rgb[1] + rgb[2]) * alpha / 3.0
+        weighted = rgb[0] + rgb[1]
+        weighted += rgb[2]
+        weighted *= alpha
+        weighted /= 3.0
         return cls(rgb, alpha, box, float(alpha.sum(dtype=np.float64)), weighted, float(weighted.sum(dtype=np.float64)))
 
 
-def _from_canvas(rgba: np.ndarray) -> _Layer:
-    """Crop a full-canvas RGBA image (uint8, or float in [0, 1]) to its alpha > 0 box."""
+def _from_canvas(rgba: np.ndarray, offset: tuple[int, int] = (0, 0)) -> _Layer:
+    """Crop an RGBA image (uint8, or float in [0, 1]) placed at `offset` on the canvas to its alpha > 0 box."""
     rgba = np.asarray(rgba)
     alpha = rgba[..., 3]
     rows, cols = np.flatnonzero(alpha.any(axis=1)), np.flatnonzero(alpha.any(axis=0))
@@ -74,7 +83,18 @@ def _from_canvas(rgba: np.ndarray) -> _Layer:
     if rgba.dtype == np.uint8:
         crop /= 255.0
     rgb = np.where(crop[3] > 0, crop[:3], np.float32(0.0))
-    return _Layer.make(rgb, np.ascontiguousarray(crop[3]), (left, top, right, bottom))
+    dx, dy = offset
+    return _Layer.make(rgb, np.ascontiguousarray(crop[3]), (left + dx, top + dy, right + dx, bottom + dy))
+
+
+def _render(layer: Layer, width: int, height: int) -> _Layer:
+    """`LayerStack.render_layer`, pixel for pixel, computed only over the layer's part of the canvas."""
+    left, top = max(layer.x, 0), max(layer.y, 0)
+    right, bottom = min(layer.x + layer.width, width), min(layer.y + layer.height, height)
+    if right <= left or bottom <= top or layer.pixels.size == 0:
+        return _from_canvas(np.zeros((1, 1, 4), np.uint8))
+    shifted = layer.replace(x=layer.x - left, y=layer.y - top, visible=True)
+    return _from_canvas(composite([shifted], right - left, bottom - top), (left, top))
 
 
 def _union(a: tuple, b: tuple) -> tuple[int, int, int, int]:
@@ -99,49 +119,106 @@ def _embed(layer: _Layer, box: tuple) -> tuple[np.ndarray, np.ndarray]:
     return rgb, alpha
 
 
-def _pair(pred: _Layer, gt: _Layer) -> tuple[float, float]:
-    """(rgb_l1, soft_iou) of two layers. Only their boxes' intersection needs pixel work: elsewhere at most
-    one of them is non-zero, so sum(max) = sum(a_p) + sum(a_g) - sum(min) and the L1 error there is the
-    ground truth's own `weighted` colour (against black)."""
+def _sums(pred: _Layer, gt: _Layer, region: tuple | None = None) -> tuple[float, float]:
+    """(sum(min(a_p, a_g)), L1 excess) of two layers over their boxes' intersection (within `region`).
+
+    The excess is sum(a_g * mean_c |rgb_p - rgb_g|) - sum(a_g * mean_c rgb_g): where the prediction is
+    transparent both terms are the same, so any region holding the prediction's content gives the same
+    value, and both sums add up over disjoint regions (what `_merged_sums` uses).
+    """
     left, top = max(pred.box[0], gt.box[0]), max(pred.box[1], gt.box[1])
     right, bottom = min(pred.box[2], gt.box[2]), min(pred.box[3], gt.box[3])
-    low, error, covered = 0.0, 0.0, 0.0
-    if right > left and bottom > top:
-        ps = np.s_[top - pred.box[1] : bottom - pred.box[1], left - pred.box[0] : right - pred.box[0]]
-        gs = np.s_[top - gt.box[1] : bottom - gt.box[1], left - gt.box[0] : right - gt.box[0]]
-        a_g = gt.alpha[gs]
-        low = float(np.minimum(pred.alpha[ps], a_g).sum(dtype=np.float64))
-        diff = np.abs(pred.rgb[0][ps] - gt.rgb[0][gs])
-        diff += np.abs(pred.rgb[1][ps] - gt.rgb[1][gs])
-        diff += np.abs(pred.rgb[2][ps] - gt.rgb[2][gs])
-        diff *= a_g
-        error = float(diff.sum(dtype=np.float64)) / 3.0
-        covered = float(gt.weighted[gs].sum(dtype=np.float64))
+    if region is not None:
+        left, top = max(left, region[0]), max(top, region[1])
+        right, bottom = min(right, region[2]), min(bottom, region[3])
+    if right <= left or bottom <= top:
+        return 0.0, 0.0
+    ps = np.s_[top - pred.box[1] : bottom - pred.box[1], left - pred.box[0] : right - pred.box[0]]
+    gs = np.s_[top - gt.box[1] : bottom - gt.box[1], left - gt.box[0] : right - gt.box[0]]
+    a_g = gt.alpha[gs]
+    scratch = np.minimum(pred.alpha[ps], a_g)
+    low = float(scratch.sum(dtype=np.float64))
+    diff = np.empty_like(scratch)  # in place, two buffers: this is the inner loop of the merge search
+    np.subtract(pred.rgb[0][ps], gt.rgb[0][gs], out=diff)
+    np.abs(diff, out=diff)
+    for c in (1, 2):
+        np.subtract(pred.rgb[c][ps], gt.rgb[c][gs], out=scratch)
+        np.abs(scratch, out=scratch)
+        diff += scratch
+    diff *= a_g
+    error = float(diff.sum(dtype=np.float64)) / 3.0
+    return low, error - float(gt.weighted[gs].sum(dtype=np.float64))
+
+
+def _scores(pred: _Layer, gt: _Layer, sums: tuple[float, float]) -> tuple[float, float]:
+    """(rgb_l1, soft_iou) from `_sums`: elsewhere at most one layer is non-zero, so sum(max) = sum(a_p) +
+    sum(a_g) - sum(min), and the L1 error there is the ground truth's own `weighted` colour (against black)."""
+    low, excess = sums
     high = pred.alpha_sum + gt.alpha_sum - low
     iou = low / high if high > 0 else 1.0
-    l1 = max(error + gt.weighted_sum - covered, 0.0) / gt.alpha_sum if gt.alpha_sum > 0 else 0.0
+    l1 = max(excess + gt.weighted_sum, 0.0) / gt.alpha_sum if gt.alpha_sum > 0 else 0.0
     return l1, iou
 
 
+def _pair(pred: _Layer, gt: _Layer) -> tuple[float, float]:
+    """(rgb_l1, soft_iou) of two layers."""
+    return _scores(pred, gt, _sums(pred, gt))
+
+
+def _merged_sums(lower: _Layer, upper: _Layer, merged: _Layer, other: _Layer, known: dict, merged_is_pred: bool):
+    """`_sums` of `merged` = over(lower, upper) against `other`, from the known sums of `lower` (or `upper`).
+
+    Outside `upper`'s box the merge is `lower`, outside `lower`'s box it is `upper`: only the smaller box
+    needs pixel work, the rest is the known pair's sums minus their part inside that box.
+    """
+    small, base = (upper, lower) if _area(upper.box) <= _area(lower.box) else (lower, upper)
+    pair = (lambda a: (a, other)) if merged_is_pred else (lambda a: (other, a))
+    whole = known[pair(base)]
+    inside_old = _sums(*pair(base), small.box)
+    inside_new = _sums(*pair(merged), small.box)
+    return tuple(w - o + n for w, o, n in zip(whole, inside_old, inside_new, strict=True))
+
+
+def _area(box: tuple) -> int:
+    return max(box[2] - box[0], 0) * max(box[3] - box[1], 0)
+
+
 def _over(lower: _Layer, upper: _Layer) -> _Layer:
-    """`upper` composited over `lower` (Porter-Duff over, premultiplied float), straight result."""
-    box = _union(lower.box, upper.box)
-    if box[2] <= box[0]:
+    """`upper` composited over `lower` (Porter-Duff over, premultiplied float), straight result.
+
+    Outside `upper`'s box the result is `lower` as it is (colour is 0 wherever alpha is 0, on both), so
+    only that box is computed.
+    """
+    if upper.box[2] <= upper.box[0]:
         return lower
-    rgb_l, a_l = _embed(lower, box)
-    rgb_u, a_u = _embed(upper, box)
-    below = a_l * (1.0 - a_u)
-    alpha = a_u + below
-    premul = rgb_u * a_u + rgb_l * below
-    rgb = np.divide(premul, alpha, out=np.zeros_like(premul), where=alpha > 0)
+    box = _union(lower.box, upper.box)
+    rgb, alpha = _embed(lower, box)
+    if rgb is lower.rgb:
+        rgb, alpha = rgb.copy(), alpha.copy()
+    left, top, right, bottom = upper.box
+    region = np.s_[top - box[1] : bottom - box[1], left - box[0] : right - box[0]]
+    a_u = upper.alpha
+    below = 1.0 - a_u
+    below *= alpha[region]
+    total = a_u + below
+    inverse = np.divide(1.0, total, out=np.zeros_like(total), where=total > 0)
+    for c in range(3):
+        channel = upper.rgb[c] * a_u
+        channel += rgb[c][region] * below
+        channel *= inverse
+        rgb[c][region] = channel
+    alpha[region] = total
     return _Layer.make(rgb, alpha, box)
 
 
 def _as_layers(layers: LayerStack | Sequence, side: str) -> tuple[list[_Layer], tuple[int, int]]:
     """The visible layers of a stack (or full-canvas RGBA images, bottom-first) and the canvas size."""
     if isinstance(layers, LayerStack):
-        renders = [layers.render_layer(i) for i, layer in enumerate(layers.layers) if layer.visible]
-        size = layers.size
+        visible = [layer for layer in layers.layers if layer.visible]
+        _check_size(side, len(visible), sum(_on_canvas(layer, *layers.size) for layer in visible))
+        if not visible:
+            raise ValueError(f"{side}: no visible layers to score")
+        return [_render(layer, *layers.size) for layer in visible], layers.size
     else:
         renders = [np.asarray(im.convert("RGBA")) if hasattr(im, "convert") else np.asarray(im) for im in layers]
         for im in renders:
@@ -150,9 +227,25 @@ def _as_layers(layers: LayerStack | Sequence, side: str) -> tuple[list[_Layer], 
         size = (renders[0].shape[1], renders[0].shape[0]) if renders else (0, 0)
         if any((im.shape[1], im.shape[0]) != size for im in renders):
             raise ValueError(f"{side}: layers of different sizes")
+        _check_size(side, len(renders), len(renders) * size[0] * size[1])
     if not renders:
         raise ValueError(f"{side}: no visible layers to score")
     return [_from_canvas(r) for r in renders], size
+
+
+def _on_canvas(layer: Layer, width: int, height: int) -> int:
+    """How many canvas pixels the layer's rectangle covers."""
+    w = min(layer.x + layer.width, width) - max(layer.x, 0)
+    h = min(layer.y + layer.height, height) - max(layer.y, 0)
+    return max(w, 0) * max(h, 0)
+
+
+def _check_size(side: str, count: int, pixels: int) -> None:
+    """The bounds that keep time and memory in check (see MAX_EVAL_LAYERS, MAX_EVAL_PIXELS)."""
+    if count > MAX_EVAL_LAYERS:
+        raise ValueError(f"{side}: {count} visible layers, more than the limit of {MAX_EVAL_LAYERS}")
+    if pixels > MAX_EVAL_PIXELS:
+        raise ValueError(f"{side}: {pixels} layer pixels in all, more than the limit of {MAX_EVAL_PIXELS}")
 
 
 def _check(pred_size: tuple[int, int], gt_size: tuple[int, int]) -> None:
@@ -195,6 +288,23 @@ def dtw(cost: np.ndarray) -> tuple[float, list[tuple[int, int]]]:
     return float(acc[n, m]), path[::-1]
 
 
+def dtw_cost(cost: np.ndarray) -> float:
+    """`dtw(cost)[0]`, one row at a time in numpy: F_i = S + cummin(D - S + c), S the row's prefix sums.
+
+    Row i of the table is F_i[j] = c[i, j] + min(D[j], F_i[j - 1]) with D[j] = min(F_{i-1}[j - 1], F_{i-1}[j]);
+    unrolled, F_i[j] = min over k <= j of D[k] + c[i, k] + ... + c[i, j], which the prefix sums give at once.
+    """
+    cost = np.asarray(cost, np.float64)
+    if cost.size == 0:
+        raise ValueError("dtw needs at least one layer on each side")
+    row = np.cumsum(cost[0])
+    for c in cost[1:]:
+        reach = np.minimum(row, np.concatenate(([np.inf], row[:-1])))
+        prefix = np.cumsum(c)
+        row = prefix + np.minimum.accumulate(reach - prefix + c)
+    return float(row[-1])
+
+
 def _align(l1: np.ndarray, iou: np.ndarray) -> tuple[float, float, float]:
     """(summed DTW cost, mean rgb_l1, mean soft_iou) of the best alignment for the pair matrices."""
     total, path = dtw(l1 + (1.0 - iou))
@@ -213,13 +323,12 @@ def evaluate(pred: LayerStack | Sequence, gt: LayerStack | Sequence, max_merge: 
     p, pred_size = _as_layers(pred, "prediction")
     g, gt_size = _as_layers(gt, "ground truth")
     _check(pred_size, gt_size)
-    pairs = [[_pair(a, b) for b in g] for a in p]
-    l1 = np.array([[c[0] for c in row] for row in pairs], np.float64)
-    iou = np.array([[c[1] for c in row] for row in pairs], np.float64)
+    sums = {(a, b): _sums(a, b) for a in p for b in g}  # keyed by identity: nothing is computed twice
+    l1 = np.array([[_scores(a, b, sums[a, b])[0] for b in g] for a in p], np.float64)
+    iou = np.array([[_scores(a, b, sums[a, b])[1] for b in g] for a in p], np.float64)
     total, mean_l1, mean_iou = _align(l1, iou)
     rows = [{"merge": 0, "rgb_l1": mean_l1, "soft_iou": mean_iou}]
-    merges: dict[tuple[_Layer, _Layer], _Layer] = {}  # keyed by identity: nothing is computed twice
-    pair_scores: dict[tuple[_Layer, _Layer], tuple[float, float]] = {}
+    merges: dict[tuple[_Layer, _Layer], _Layer] = {}
     for k in range(1, max_merge + 1):
         best = None
         for side, seq, other in (("pred", p, g), ("gt", g, p)):
@@ -231,17 +340,18 @@ def evaluate(pred: LayerStack | Sequence, gt: LayerStack | Sequence, max_merge: 
                 scores = []
                 for o in other:
                     pair = (merged, o) if side == "pred" else (o, merged)
-                    if pair not in pair_scores:
-                        pair_scores[pair] = _pair(*pair)
-                    scores.append(pair_scores[pair])
+                    if pair not in sums:
+                        sums[pair] = _merged_sums(*key, merged, o, sums, side == "pred")
+                    scores.append(_scores(*pair, sums[pair]))
                 new_l1, new_iou = _merged_matrices(l1, iou, side, i, scores)
-                candidate = _align(new_l1, new_iou)
-                if best is None or candidate[0] < best[0][0]:
+                candidate = dtw_cost(new_l1 + (1.0 - new_iou))
+                if best is None or candidate < best[0] - _TIE:
                     best = (candidate, side, i, merged, new_l1, new_iou)
-        if best is None or best[0][0] >= total - 1e-9:
+        if best is None or best[0] >= total - _TIE:
             rows.extend({**rows[-1], "merge": j} for j in range(k, max_merge + 1))
             break
-        (total, mean_l1, mean_iou), side, i, merged, l1, iou = best
+        _, side, i, merged, l1, iou = best
+        total, mean_l1, mean_iou = _align(l1, iou)
         seq = p if side == "pred" else g
         seq[i : i + 2] = [merged]
         rows.append({"merge": k, "rgb_l1": mean_l1, "soft_iou": mean_iou})

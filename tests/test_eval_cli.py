@@ -11,7 +11,7 @@ import pytest
 from helpers import random_stack
 
 from layered.cli import main
-from layered.stack import LayerStack
+from layered.stack import Layer, LayerStack
 
 HEAVY = ("torch", "diffusers", "transformers", "gradio", "accelerate")
 
@@ -149,3 +149,26 @@ def test_bad_input_from_the_shell_and_light_imports(tmp_path):
     )
     result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
     assert result.stdout.strip().splitlines()[-1] == "HEAVY="
+
+
+def test_a_stack_over_the_layer_limit_is_one_line_and_status_2(tmp_path, capsys):
+    """Issue 18, defect 5: eval is bounded; 1,000 layers used to take 38 s and 10,000 never finished."""
+    from layered.metrics import MAX_EVAL_LAYERS
+
+    rng = np.random.default_rng(0)
+    dot = rng.integers(0, 256, (1, 1, 4), dtype=np.uint8)
+    count = MAX_EVAL_LAYERS + 1
+    many = LayerStack(16, 16, tuple(Layer(dot, i % 16, i // 16 % 16, f"d{i}") for i in range(count)))
+    many.save(tmp_path / "many")
+    hidden = many.replace(layers=tuple(layer.replace(visible=i > 0) for i, layer in enumerate(many.layers)))
+    hidden.save(tmp_path / "hidden")  # one of them hidden: at the limit, scored
+    few = LayerStack.from_images([np.full((16, 16, 4), 255, np.uint8)])
+    few.save(tmp_path / "few")
+    for pred, gt in (("many", "few"), ("few", "many")):
+        code, out, err = _eval(capsys, tmp_path / pred, tmp_path / gt)
+        assert code == 2 and out == "", err
+        assert len(err.strip().splitlines()) == 1 and f"{count} visible layers" in err and str(MAX_EVAL_LAYERS) in err
+    code, out, err = _eval(capsys, tmp_path / "hidden", tmp_path / "few", "--max-merge", "1", "--json")
+    assert code == 0, err
+    rows = json.loads(out)
+    assert [r["merge"] for r in rows] == [0, 1]

@@ -248,3 +248,65 @@ def test_first_merge_matches_a_brute_force_reference(seed):
         merged = (total, l1, iou)  # nothing lowers the cost: carried over
     assert scores[1]["rgb_l1"] == pytest.approx(merged[1], abs=1e-5)
     assert scores[1]["soft_iou"] == pytest.approx(merged[2], abs=1e-5)
+
+
+def _ref_dtw(cost: np.ndarray) -> tuple[float, list]:
+    """Textbook DTW on the full table, traced back (diagonal first, then a step back in the prediction)."""
+    n, m = cost.shape
+    acc = np.full((n + 1, m + 1), np.inf)
+    acc[0, 0] = 0.0
+    for i in range(1, n + 1):
+        for j in range(1, m + 1):
+            acc[i, j] = cost[i - 1, j - 1] + min(acc[i - 1, j - 1], acc[i - 1, j], acc[i, j - 1])
+    path, i, j = [], n, m
+    while (i, j) != (0, 0):
+        path.append((i - 1, j - 1))
+        steps = [(i - 1, j - 1), (i - 1, j), (i, j - 1)]
+        i, j = steps[int(np.argmin([acc[s] for s in steps]))] if (i, j) != (1, 1) else (0, 0)
+    return float(acc[n, m]), path
+
+
+def _ref_score(pred: list, gt: list) -> tuple[float, float, float]:
+    pairs = np.array([[_ref_pair(p, g) for g in gt] for p in pred])
+    total, path = _ref_dtw(pairs[..., 0] + 1 - pairs[..., 1])
+    return total, float(np.mean([pairs[q][0] for q in path])), float(np.mean([pairs[q][1] for q in path]))
+
+
+def _ref_evaluate(pred: list, gt: list, max_merge: int) -> list[tuple]:
+    """The greedy merges of the module docstring on full float64 canvases, every candidate scored afresh."""
+    total, l1, iou = _ref_score(pred, gt)
+    rows = [(0, l1, iou)]
+    for k in range(1, max_merge + 1):
+        options = [(_ref_score(q, gt), q, gt) for q in _merges(pred)] + [
+            (_ref_score(pred, q), pred, q) for q in _merges(gt)
+        ]
+        best = min(options, default=None, key=lambda o: o[0][0])  # the first of equal costs
+        if best is None or best[0][0] >= total - 1e-9:
+            rows += [(j, l1, iou) for j in range(k, max_merge + 1)]
+            break
+        (total, l1, iou), pred, gt = best
+        rows.append((k, l1, iou))
+    return rows
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_five_merges_match_a_dense_reference(seed):
+    """The cropped, cached, incremental computation against the definition on whole canvases."""
+    rng = np.random.default_rng(100 + seed)
+    pred = random_stack(rng, canvas=(40, 30), count=int(rng.integers(2, 7)))
+    gt = random_stack(rng, canvas=(40, 30), count=int(rng.integers(2, 7)))
+    p = [pred.render_layer(i) / 255.0 for i in range(len(pred))]
+    g = [gt.render_layer(i) / 255.0 for i in range(len(gt))]
+    ours = _rows(evaluate(pred, gt, max_merge=5))
+    for (k, l1, iou), (ref_k, ref_l1, ref_iou) in zip(ours, _ref_evaluate(p, g, 5), strict=True):
+        assert k == ref_k
+        assert l1 == pytest.approx(ref_l1, abs=1e-5) and iou == pytest.approx(ref_iou, abs=1e-5), (k, ours)
+
+
+def test_dtw_cost_equals_the_table():
+    from layered.metrics import dtw_cost
+
+    rng = np.random.default_rng(3)
+    for n, m in [(1, 1), (1, 7), (7, 1), (5, 9), (12, 4)]:
+        cost = rng.random((n, m))
+        assert dtw_cost(cost) == pytest.approx(_ref_dtw(cost)[0], rel=1e-12)

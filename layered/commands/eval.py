@@ -35,12 +35,35 @@ def _samples(path: Path) -> dict[str, Path] | None:
     return folders
 
 
-def _score(pred: Path, gt: Path, max_merge: int) -> list[dict]:
+def _visible_entries(folder: Path) -> int:
+    """Visible layers a layer folder's layers.json lists (0 when it cannot tell: loading it will say why)."""
+    from layered.stack import MAX_SPEC_BYTES
+
+    spec = folder / LAYERS_JSON
+    try:
+        if spec.stat().st_size > MAX_SPEC_BYTES:
+            return 0
+        entries = json.loads(spec.read_text(encoding="utf-8"))["layers"]
+        return sum(1 for e in entries if not isinstance(e, dict) or e.get("visible", True) is not False)
+    except (OSError, ValueError, RecursionError, TypeError, KeyError):
+        return 0
+
+
+def _read(path: Path):
+    """The stack at `path`; a layer folder over the layer limit is refused before its PNGs are read."""
     from layered.formats import read_stack
+    from layered.metrics import MAX_EVAL_LAYERS
+
+    if path.is_dir() and (count := _visible_entries(path)) > MAX_EVAL_LAYERS:
+        raise InputError(f"{path}: {count} visible layers, more than the limit of {MAX_EVAL_LAYERS} that eval scores")
+    return read_stack(path)
+
+
+def _score(pred: Path, gt: Path, max_merge: int) -> list[dict]:
     from layered.metrics import evaluate
 
     try:
-        return evaluate(read_stack(pred), read_stack(gt), max_merge)
+        return evaluate(_read(pred), _read(gt), max_merge)
     except ValueError as exc:
         raise InputError(f"{pred} vs {gt}: {exc}") from None
 
