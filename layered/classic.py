@@ -39,6 +39,8 @@ MAX_AUTO_LAYERS = 12
 _FLAT_TOL = 10  # max channel difference (0-255) to every 4-neighbour for a pixel to count as flat
 _PALETTE_MERGE = 28.0  # palette colours closer than this (0-255 RGB Euclidean) are one colour
 _MAX_PALETTE = 64
+_SOFT_JUMP = 5.0  # groups meeting along a border where the image changes by at most this (mean max-channel) unite
+_CLUSTER_GAP = 0.02  # when splitting a colour group, pieces closer than this (share of the long side) stay together
 _AUTO_WARD = 1.5e-4  # auto mode stops merging when the cheapest merge costs more (area fraction x colour^2)
 
 
@@ -69,6 +71,7 @@ def decompose_classic(
     groups = _analyse(small, flat, speck, _PALETTE_MERGE)
     if count is not None and len(groups.alive) < count:  # more layers asked for than colours found: look closer
         groups = _analyse(small, flat, 2, _PALETTE_MERGE / 3)
+    groups.merge_soft_borders(small)
     if count is None:
         groups.merge(target=None, max_layers=max_layers)
     else:
@@ -397,6 +400,42 @@ class _Groups:
             self.semi[gx] = (opacity, members)
             taken[gx] = taken[gy] = opacity
 
+    def merge_soft_borders(self, img: np.ndarray) -> None:
+        """Unite groups whose shared border is no edge: the image changes across it by at most _SOFT_JUMP
+        on average (a gradient or a smooth texture cut into palette bands is one surface)."""
+        jump_sum: dict[tuple[int, int], float] = {}
+        jump_n: dict[tuple[int, int], int] = {}
+        pixels = img.astype(np.int16)
+        for x, y, px, py in (
+            (self.regions[:, 1:], self.regions[:, :-1], pixels[:, 1:], pixels[:, :-1]),
+            (self.regions[1:], self.regions[:-1], pixels[1:], pixels[:-1]),
+        ):
+            cut = x != y
+            ga, gb = self.region_group[x[cut]], self.region_group[y[cut]]
+            jump = np.abs(px[cut] - py[cut]).max(axis=1)
+            lo, hi = np.minimum(ga, gb), np.maximum(ga, gb)
+            keep = lo != hi
+            keys = lo[keep].astype(np.int64) * self.n + hi[keep]
+            uniq, inverse = np.unique(keys, return_inverse=True)
+            sums = np.bincount(inverse, jump[keep].astype(np.float64))
+            counts = np.bincount(inverse)
+            for key, total, n in zip(uniq.tolist(), sums.tolist(), counts.tolist(), strict=True):
+                pair = divmod(key, self.n)
+                jump_sum[pair] = jump_sum.get(pair, 0.0) + total
+                jump_n[pair] = jump_n.get(pair, 0) + n
+        semi = {m for _, members in self.semi.values() for m in members} | set(self.semi)
+        min_border = max(4, int(0.01 * math.sqrt(self.total)))
+        soft = sorted((jump_sum[p] / jump_n[p], p) for p in jump_sum if jump_n[p] >= min_border and not set(p) & semi)
+        for mean_jump, (g, h) in soft:
+            if mean_jump > _SOFT_JUMP:
+                break
+            g, h = self.find(g), self.find(h)
+            if g == h or g in self.semi or h in self.semi:
+                continue
+            bg = self.background()
+            keep, gone = (g, h) if (g == bg or (h != bg and self.area[g] >= self.area[h])) else (h, g)
+            self._union(keep, gone)
+
     def merge(self, target: int | None, max_layers: int) -> None:
         """Ward merging of groups: to exactly `target`, or (auto) while cheap or above `max_layers`."""
         while len(self.alive) > 1:
@@ -607,7 +646,7 @@ def _monotone_chain(points: list[tuple[int, int]]) -> list[tuple[int, int]]:
 
 def _split_to(owner: np.ndarray, order: list[int], count: int, groups: _Groups) -> tuple[np.ndarray, list[int]]:
     """More layers asked for than colour groups found: split the largest layer (a foreground one first) into
-    its connected pieces, or into halves along its longer side; each piece goes just above its origin."""
+    clusters of nearby pieces, or into halves along its longer side; each part goes just above its origin."""
     owner = owner.copy()
     order = list(order)
     while len(order) < count:
@@ -618,9 +657,11 @@ def _split_to(owner: np.ndarray, order: list[int], count: int, groups: _Groups) 
         foreground = [g for g in splittable if g != order[0]]
         g = max(foreground or splittable, key=lambda k: areas[k])
         ys, xs = np.nonzero(owner == g)
-        piece = label_components(owner == g)[0][ys, xs]
+        # pieces closer than `gap` are one thing (the glyphs of a word, the parts of an icon)
+        gap = max(1, round(_CLUSTER_GAP * max(owner.shape)))
+        piece = label_components(_dilate(owner == g, gap))[0][ys, xs]
         ids, sizes = np.unique(piece, return_counts=True)
-        if len(ids) > 1:  # several connected pieces: the smallest becomes a layer of its own
+        if len(ids) > 1:  # several separate clusters of pieces: the smallest becomes a layer of its own
             cut = piece == ids[np.argmin(sizes)]
         elif np.ptp(xs) >= np.ptp(ys):
             cut = xs >= xs.min() + (np.ptp(xs) + 1) // 2

@@ -233,3 +233,51 @@ def test_real_illustrations_decompose_quickly_and_recompose(shared_dir, name):
     assert not any(layer.is_empty for layer in stack)
     assert (stack.render_layer(0)[..., 3] == 255).all()
     assert psnr(stack.composite()[..., :3], image) >= 45.0  # measured 75-78 dB
+
+
+def _gradient_with_shapes() -> tuple[np.ndarray, list[np.ndarray]]:
+    """A diagonal two-colour gradient background (one surface, many palette bands) under two flat shapes."""
+    yy, xx = np.mgrid[0:SIZE, 0:SIZE] / (SIZE - 1)
+    t = ((xx + yy) / 2)[..., None]
+    background = np.concatenate(
+        [(np.array([40, 90, 200]) * (1 - t) + np.array([230, 120, 170]) * t).round(), np.full((SIZE, SIZE, 1), 255)], 2
+    )
+    layers = [background.astype(np.uint8)]
+    layers.append(_shape_layer("ellipse", (0.15, 0.15, 0.45, 0.45), (250, 220, 40, 255)))
+    layers.append(_shape_layer("rectangle", (0.55, 0.50, 0.90, 0.85), (20, 20, 20, 255)))
+    out = Image.new("RGBA", (SIZE, SIZE))
+    for layer in layers:
+        out = Image.alpha_composite(out, Image.fromarray(layer))
+    return np.asarray(out)[..., :3].copy(), layers
+
+
+@pytest.mark.parametrize("layers", [3, "auto"])
+def test_a_gradient_background_is_one_plate_not_bands(layers):
+    image, truth = _gradient_with_shapes()
+    stack = decompose_classic(image, layers=layers)
+    assert len(stack) == 3
+    alphas = predicted_alphas(stack)
+    assert (alphas[0] == 1.0).all()  # the whole gradient is the background plate
+    for expected in truth[1:]:
+        assert max(soft_iou(predicted, expected[..., 3] / 255.0) for predicted in alphas[1:]) > 0.95
+
+
+def test_splitting_a_colour_keeps_words_whole():
+    """Two words in one colour, three layers asked for: each word is one layer, not a glyph."""
+    big = SIZE * SUPERSAMPLE
+    from psd_pipeline import assets
+
+    face = assets.font(assets.TEXT_FONTS["Liberation Sans"][1][1], big // 8)
+    words = []
+    for text, where in (("SALE", (0.08, 0.1)), ("TODAY", (0.35, 0.65))):
+        canvas = Image.new("RGBA", (big, big), (200, 30, 60, 0))
+        ImageDraw.Draw(canvas).text((where[0] * big, where[1] * big), text, font=face, fill=(200, 30, 60, 255))
+        words.append(np.asarray(canvas.reduce(SUPERSAMPLE)))
+    out = Image.new("RGBA", (SIZE, SIZE), (*BACKGROUND, 255))
+    for word in words:
+        out = Image.alpha_composite(out, Image.fromarray(word))
+    stack = decompose_classic(np.asarray(out)[..., :3], layers=3)
+    alphas = predicted_alphas(stack)
+    assert len(stack) == 3
+    best = [max(soft_iou(a, w[..., 3] / 255.0) for a in alphas[1:]) for w in words]
+    assert min(best) > 0.9, best
