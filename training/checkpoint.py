@@ -12,6 +12,7 @@ import re
 import shutil
 from pathlib import Path
 
+from layered.errors import LayeredError
 from layered.fileio import follow_umask
 
 _NAME = re.compile(r"^checkpoint-(\d+)$")
@@ -65,3 +66,64 @@ def save_checkpoint(accelerator, output_dir: str | Path, step: int, keep: int, e
 
 def read_state(folder: str | Path) -> dict:
     return json.loads((Path(folder) / "training_state.json").read_text())
+
+
+def checkpoint_weights(folder: str | Path) -> dict:
+    """The trained model's full state dict from a checkpoint: one `model.safetensors`, or FSDP's sharded folder."""
+    import tempfile
+
+    from safetensors.torch import load_file
+
+    folder = Path(folder)
+    if (folder / "model.safetensors").is_file():
+        return load_file(folder / "model.safetensors")
+    if (folder / "pytorch_model_fsdp_0").is_dir():
+        from accelerate.utils import merge_fsdp_weights
+
+        with tempfile.TemporaryDirectory(dir=folder.parent) as tmp:  # one process, no process group needed
+            merge_fsdp_weights(str(folder / "pytorch_model_fsdp_0"), tmp, safe_serialization=True)
+            return load_file(Path(tmp) / "model.safetensors")
+    if (folder / "pytorch_model").is_dir():
+        raise LayeredError(
+            f"{folder}: a DeepSpeed checkpoint; turn it into model.safetensors first with the zero_to_fp32.py "
+            "script DeepSpeed writes beside it"
+        )
+    raise LayeredError(f"{folder}: no model weights (model.safetensors or pytorch_model_fsdp_0/)")
+
+
+def pipeline_from_checkpoint(folder: str | Path):
+    """A `LayeredPipeline` of an MMDiT checkpoint: its transformer weights and the run's frozen parts (VAE, text).
+
+    The run's config is stored in the checkpoint's training_state.json; a LoRA run's adapter is fused in.
+    """
+    from training.config import config_from_dict
+    from training.models import build_pipeline, load_scheduler, load_text_components, load_transformer, load_vae
+
+    folder = Path(folder)
+    try:
+        raw = read_state(folder)["config"]
+    except (OSError, ValueError, KeyError):
+        raise LayeredError(f"{folder}: not an MMDiT checkpoint (no config in training_state.json)") from None
+    config = config_from_dict(raw)
+    if config.task != "mmdit":
+        raise LayeredError(f"{folder}: a {config.task} checkpoint; only MMDiT checkpoints become pipelines")
+    weights = checkpoint_weights(folder)
+    transformer = load_transformer(config)
+    if config.lora.rank > 0:
+        from training.mmdit import setup_lora
+
+        setup_lora(transformer, config)
+    transformer.load_state_dict({k: v.float() for k, v in weights.items()}, strict=True)
+    if config.lora.rank > 0:
+        transformer.fuse_lora()
+        transformer.unload_lora()
+    text_encoder, tokenizer, processor = load_text_components(config)
+    return build_pipeline(
+        transformer.float(),
+        load_vae(config),
+        text_encoder,
+        tokenizer,
+        processor,
+        load_scheduler(config),
+        resolution=config.data.resolution,
+    )

@@ -1,6 +1,7 @@
 """Write a trained pipeline folder again in a smaller dtype (how layered/assets/demo was made from OUTPUT/pipeline).
 
     python -m training.export_pipeline runs/demo_i2l/pipeline layered/assets/demo [--dtype float16]
+    python -m training.export_pipeline runs/i2l/checkpoints/checkpoint-600 runs/i2l/pipeline-600 --dtype float32
 
 Weights go to safetensors only; the folder loads with `LayeredPipeline.from_pretrained` (any dtype on load) and
 with diffusers' stock `QwenImageLayeredPipeline`. An existing model card (`README.md`) in the target is kept.
@@ -23,7 +24,12 @@ def export_pipeline(source: str | Path, target: str | Path, dtype: str = "float1
     from layered.models import resolve_model
     from layered.pipeline import LayeredPipeline
 
-    pipe = LayeredPipeline.from_pretrained(resolve_model(source), dtype=getattr(torch, dtype))
+    if (Path(source) / "training_state.json").is_file():  # a training checkpoint (FSDP-sharded or not)
+        from training.checkpoint import pipeline_from_checkpoint
+
+        pipe = pipeline_from_checkpoint(source).to(getattr(torch, dtype))
+    else:
+        pipe = LayeredPipeline.from_pretrained(resolve_model(source), dtype=getattr(torch, dtype))
     target = Path(target)
     card = (target / "README.md").read_text(encoding="utf-8") if (target / "README.md").is_file() else None
     with atomic_dir(target) as tmp:

@@ -321,7 +321,13 @@ def train_mmdit(config: Config, resume: bool = False, source=None) -> dict:
         if step % config.train.log_every == 0 or step == config.train.max_steps or len(logs) > 3:
             accelerator.log(logs, step=step)
         if step % config.train.checkpoint_every == 0 or step == config.train.max_steps:
-            ckpt.save_checkpoint(accelerator, out, step, config.train.checkpoints_total_limit, {"loss": step_loss})
+            ckpt.save_checkpoint(
+                accelerator,
+                out,
+                step,
+                config.train.checkpoints_total_limit,
+                {"loss": step_loss, "config": config.to_dict()},
+            )
     progress.close()
 
     result = {"losses": losses, "start_step": start_step, "step": step, "output": None}
