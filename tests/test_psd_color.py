@@ -122,3 +122,17 @@ def test_untagged_cmyk_agrees_with_psd_tools_and_says_it_had_no_profile(shared_d
     layers = _row_layers(result["row"])
     assert alpha_over_psnr(layers, colour_managed_composite(PSDImage.open(untagged_path))) >= 40.0
     assert alpha_over_psnr(layers, colour_managed_composite(PSDImage.open(tagged_path))) < 25.0
+
+
+@pytest.mark.parametrize("name", ["transparentbg.psd", "transparentbg.psb"])
+def test_transparent_documents_are_unmatted_before_the_profile(shared_dir, name):
+    """Why `colour_managed_composite` departs from plain `topil()` for transparent, profiled documents:
+    psd-tools' own colour-managed render of the layers agrees with un-matting in the document's space
+    (then the profile), not with `topil()`, which un-mattes after the profile, in sRGB."""
+    from psd_tools import PSDImage
+
+    psd = PSDImage.open(shared_dir / "psd-corpus" / name)
+    rendered = np.asarray(psd.composite(ignore_preview=True).convert("RGBA"))
+    plain = np.asarray(psd.topil().convert("RGBA"))
+    assert alpha_over_psnr([rendered], colour_managed_composite(psd)) >= 50.0
+    assert alpha_over_psnr([rendered], plain) < 40.0
