@@ -101,15 +101,17 @@ def decompose_one(
 
 
 def check_output_dir(out_dir: Path) -> None:
-    """Refuse, once and before any work, an output location that is not a folder we can write into."""
+    """Refuse, once and before any work, an output location that is not a folder we can write into.
+    Nothing is created here: a batch that writes nothing leaves nothing behind."""
     if out_dir.exists() and not out_dir.is_dir():
         raise InputError(f"{out_dir}: exists and is not a folder (-o names the output folder)")
-    try:
-        out_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise InputError(f"{out_dir}: cannot create the output folder ({exc.strerror or exc})") from None
-    if not os.access(out_dir, os.W_OK | os.X_OK):
-        raise InputError(f"{out_dir}: the output folder is not writable")
+    existing = out_dir.absolute()
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise InputError(f"{out_dir}: cannot create the output folder ({existing} is not a folder)")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise InputError(f"{out_dir}: cannot write into {existing}")
 
 
 def run_batch(

@@ -105,12 +105,17 @@ def open_image(path: str | os.PathLike, max_pixels: int = MAX_PIXELS) -> Image.I
     """Open and fully decode an image (first frame, EXIF-rotated); bad, truncated or oversized: InputError."""
     path = Path(path)
     if not path.is_file():
-        raise InputError(f"{path}: no such file")
+        raise InputError(f"{path}: {'not a regular file' if path.exists() else 'no such file'}")
+    # Pillow's warnings (its bomb warning comes before our own, lower, limit; "Truncated File Read" before
+    # its error) are not for the user: an image decodes, or fails with our one line.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return _decode(path, max_pixels)
+
+
+def _decode(path: Path, max_pixels: int) -> Image.Image:
     try:
-        with warnings.catch_warnings():  # Pillow's bomb warning would come before our own, lower, limit
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            im = Image.open(path)
-        with im:
+        with Image.open(path) as im:
             width, height = im.size
             if width * height > max_pixels:
                 raise InputError(f"{path}: image is {width}x{height}, larger than the limit of {max_pixels} pixels")
