@@ -322,6 +322,18 @@ def test_a_file_past_its_time_limit_is_a_timeout_row(synth_dir, func):
     assert {r["outcome"] for r in records.values()} == {"accepted"}
 
 
+def test_cli_file_timeout_makes_a_slow_real_file_a_timeout_row(shared_dir, tmp_path):
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "pen-text.psd").symlink_to(shared_dir / "psd-corpus" / "pen-text.psd")  # ~1 s of compositing
+    out = tmp_path / "out"
+    done = _cli("build", str(src), "-o", str(out), "--no-progress", "--file-timeout", "0.01", timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert "timeout 1" in done.stdout
+    record = _manifest(out)["pen-text.psd"]
+    assert (record["outcome"], record["reason"]) == ("timeout", "file-timeout") and "0.01 s" in record["detail"]
+
+
 def test_fifo_and_devices_are_skipped_not_read(synth_dir, tmp_path):
     """A FIFO named x.psd blocked the build forever; a link to /dev/zero would be hashed forever."""
     src = tmp_path / "src"
