@@ -15,7 +15,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def run_build(args: argparse.Namespace) -> int:
-    from psd_pipeline.build import BuildConfig, build
+    from psd_pipeline.build import DEFAULT_FILE_TIMEOUT, BuildConfig, build
     from psd_pipeline.sample import SampleOptions
 
     if args.shard_rows < 1:
@@ -40,7 +40,7 @@ def run_build(args: argparse.Namespace) -> int:
         caption_model=args.caption_model,
         shard_rows=args.shard_rows,
         progress=not args.no_progress,
-        file_timeout=args.file_timeout,
+        file_timeout=DEFAULT_FILE_TIMEOUT if args.file_timeout is None else args.file_timeout,
     )
     report = build(config)
     counts = ", ".join(f"{k} {v}" for k, v in report["by_outcome"].items())

@@ -30,7 +30,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     build.add_argument("--shard-rows", type=int, default=500, help="rows per Parquet shard at most (500)")
     build.add_argument("--no-progress", action="store_true", help="no progress bar")
     build.add_argument(
-        "--file-timeout", type=float, default=600.0, metavar="S", help="seconds per file before it is a timeout (600)"
+        "--file-timeout", type=float, default=None, metavar="S", help="seconds per file before it is a timeout (600)"
     )
 
     inspect = sub.add_parser("inspect", help="show a PSD's layer tree, what each rule did, and its fidelity")
