@@ -259,6 +259,16 @@ class LayeredPipeline(QwenImageLayeredPipeline):
                 resolved.append(FALLBACK_PROMPT)
         return resolved
 
+    def set_attention_slice(self, slice_size: int | None) -> None:
+        """diffusers' attention slicing; Qwen-Image's transformer and VAE have none, so say so instead of nothing."""
+        sliceable = [m for m in self.components.values() if hasattr(m, "set_attention_slice")]
+        if slice_size is not None and not sliceable:
+            self.logger_warning(
+                "attention slicing has no effect on this pipeline (no component supports it): outputs and memory are "
+                "unchanged; use configure_memory(offload=..., vae_slicing=True) or enable_group_offload to save memory"
+            )
+        super().set_attention_slice(slice_size)
+
     def configure_memory(
         self,
         offload: str = "none",

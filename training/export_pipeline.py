@@ -3,8 +3,9 @@
     python -m training.export_pipeline runs/demo_i2l/pipeline layered/assets/demo [--dtype float16]
     python -m training.export_pipeline runs/i2l/checkpoints/checkpoint-600 runs/i2l/pipeline-600 --dtype float32
 
-Weights go to safetensors only; the folder loads with `LayeredPipeline.from_pretrained` (any dtype on load) and
-with diffusers' stock `QwenImageLayeredPipeline`. An existing model card (`README.md`) in the target is kept.
+Weights go to safetensors only; the folder loads with `LayeredPipeline.from_pretrained` (any dtype on load) and,
+through its custom-pipeline module, with `DiffusionPipeline.from_pretrained(folder, trust_remote_code=True)`.
+An existing model card (`README.md`) in the target is kept.
 """
 
 from __future__ import annotations
