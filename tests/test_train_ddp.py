@@ -14,6 +14,7 @@ import yaml
 from test_train_data import write_shards
 
 ROOT = Path(__file__).resolve().parents[1]
+pytestmark = pytest.mark.multiprocess
 
 
 def run(tmp_path: Path, name: str, data: Path, batch: int, processes: int) -> list[float]:
