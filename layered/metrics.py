@@ -16,12 +16,13 @@ This module is the project's definition of the protocol used by LayerD and Qwen-
    by steps (1, 0), (0, 1) or (1, 1), so it is monotone (order-aware: a layer can match only layers
    at a compatible depth) and every layer on both sides is matched at least once; one layer may match
    several consecutive layers of the other side (one-to-many). The path with the least summed cost is
-   chosen (on ties, tracing the path back prefers the diagonal step, then a step back in the prediction).
+   chosen (on ties, within 1e-6, tracing the path back prefers the diagonal step, then a step back in the
+   prediction).
 4. Score of an alignment: `rgb_l1` and `soft_iou` averaged over the pairs on the path, each pair
    counting once (so a layer matched to three layers weighs three times).
 5. Merges: for k = 1..max_merge, the merge of two adjacent layers -- in the prediction or in the
    ground truth -- that lowers the summed DTW cost most is applied (the upper layer composited over the
-   lower with Porter-Duff "over" in float) and the alignment re-scored; on ties the first candidate wins,
+   lower with Porter-Duff "over" in float) and the alignment re-scored; on ties (within 1e-6) the first wins,
    prediction before ground truth, bottom pair first. The criterion is the summed cost the alignment
    minimises, so the reported means need not improve at every k. When no merge lowers the cost
    (or both sides are down to one layer), the scores of the last k carry over to the remaining k.
@@ -44,7 +45,7 @@ Scores = list[dict]  # [{"merge": k, "rgb_l1": x, "soft_iou": y}, ...] for k = 0
 # 1024 x 1024). The merge search is quadratic in the layer count, its memory 16 bytes per layer pixel.
 MAX_EVAL_LAYERS = 100
 MAX_EVAL_PIXELS = 64 * 1024 * 1024
-_TIE = 1e-9  # summed costs closer than this are equal (the first candidate wins)
+_TIE = 1e-6  # summed costs closer than this are equal (float32 pixels: rounding must not pick the winner)
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -165,18 +166,53 @@ def _pair(pred: _Layer, gt: _Layer) -> tuple[float, float]:
     return _scores(pred, gt, _sums(pred, gt))
 
 
-def _merged_sums(lower: _Layer, upper: _Layer, merged: _Layer, other: _Layer, known: dict, merged_is_pred: bool):
-    """`_sums` of `merged` = over(lower, upper) against `other`, from the known sums of `lower` (or `upper`).
+@dataclasses.dataclass(frozen=True, eq=False)
+class _Candidate:
+    """A merge over(lower, upper) not made yet, kept small: outside the smaller layer's box it equals the
+    other layer (`base`), so only `patch`, the merge inside that box, is computed and stored. `merged` holds
+    the whole merge's alpha and weighted sums (what `_scores` reads), without pixels."""
 
-    Outside `upper`'s box the merge is `lower`, outside `lower`'s box it is `upper`: only the smaller box
-    needs pixel work, the rest is the known pair's sums minus their part inside that box.
-    """
-    small, base = (upper, lower) if _area(upper.box) <= _area(lower.box) else (lower, upper)
-    pair = (lambda a: (a, other)) if merged_is_pred else (lambda a: (other, a))
-    whole = known[pair(base)]
-    inside_old = _sums(*pair(base), small.box)
-    inside_new = _sums(*pair(merged), small.box)
-    return tuple(w - o + n for w, o, n in zip(whole, inside_old, inside_new, strict=True))
+    lower: _Layer
+    upper: _Layer
+    base: _Layer
+    patch: _Layer
+    merged: _Layer
+    sums: dict = dataclasses.field(default_factory=dict)  # other-side layer -> `_sums` against the merge
+
+    @classmethod
+    def make(cls, lower: _Layer, upper: _Layer) -> _Candidate:
+        small, base = (upper, lower) if _area(upper.box) <= _area(lower.box) else (lower, upper)
+        region = small.box
+        patch = _over(_crop(lower, region), _crop(upper, region))
+        under = _crop(base, region)
+        alpha_sum = base.alpha_sum - under.alpha_sum + patch.alpha_sum
+        weighted_sum = base.weighted_sum - under.weighted_sum + patch.weighted_sum
+        empty = np.zeros((0, 0), np.float32)
+        merged = _Layer(empty[None], empty, _union(lower.box, upper.box), alpha_sum, None, weighted_sum)
+        return cls(lower, upper, base, patch, merged)
+
+    def sums_against(self, other: _Layer, known: dict, merged_is_pred: bool) -> tuple[float, float]:
+        """`_sums` of the merge against `other`: the base's known sums, its part under the patch replaced."""
+        if other not in self.sums:
+            pair = (lambda a: (a, other)) if merged_is_pred else (lambda a: (other, a))
+            region = self.patch.box if self.patch.box[2] > self.patch.box[0] else None
+            whole = known[pair(self.base)]
+            old = _sums(*pair(self.base), region) if region else (0.0, 0.0)
+            new = _sums(*pair(self.patch))
+            self.sums[other] = tuple(w - o + n for w, o, n in zip(whole, old, new, strict=True))
+        return self.sums[other]
+
+
+def _crop(layer: _Layer, region: tuple) -> _Layer:
+    """The part of `layer` inside `region` (a view of its pixels, with its own sums)."""
+    left, top = max(layer.box[0], region[0]), max(layer.box[1], region[1])
+    right, bottom = min(layer.box[2], region[2]), min(layer.box[3], region[3])
+    if right <= left or bottom <= top:
+        return _from_canvas(np.zeros((1, 1, 4), np.uint8))
+    if (left, top, right, bottom) == layer.box:
+        return layer
+    ys, xs = slice(top - layer.box[1], bottom - layer.box[1]), slice(left - layer.box[0], right - layer.box[0])
+    return _Layer.make(layer.rgb[:, ys, xs], layer.alpha[ys, xs], (left, top, right, bottom))
 
 
 def _area(box: tuple) -> int:
@@ -282,8 +318,10 @@ def dtw(cost: np.ndarray) -> tuple[float, list[tuple[int, int]]]:
     path = [(n - 1, m - 1)]
     i, j = n, m
     while (i, j) != (1, 1):
-        # min() keeps the first of equal values: diagonal first, then stepping back in the prediction
-        i, j = min(((i - 1, j - 1), (i - 1, j), (i, j - 1)), key=lambda ij: acc[ij])
+        # the first of equal values (within _TIE, so rounding does not decide): diagonal, then back in the prediction
+        steps = ((i - 1, j - 1), (i - 1, j), (i, j - 1))
+        low = min(acc[step] for step in steps)
+        i, j = next(step for step in steps if acc[step] <= low + _TIE)
         path.append((i - 1, j - 1))
     return float(acc[n, m]), path[::-1]
 
@@ -328,32 +366,36 @@ def evaluate(pred: LayerStack | Sequence, gt: LayerStack | Sequence, max_merge: 
     iou = np.array([[_scores(a, b, sums[a, b])[1] for b in g] for a in p], np.float64)
     total, mean_l1, mean_iou = _align(l1, iou)
     rows = [{"merge": 0, "rgb_l1": mean_l1, "soft_iou": mean_iou}]
-    merges: dict[tuple[_Layer, _Layer], _Layer] = {}
+    candidates: dict[tuple[_Layer, _Layer], _Candidate] = {}
     for k in range(1, max_merge + 1):
         best = None
         for side, seq, other in (("pred", p, g), ("gt", g, p)):
             for i in range(len(seq) - 1):
                 key = (seq[i], seq[i + 1])
-                if key not in merges:
-                    merges[key] = _over(*key)
-                merged = merges[key]
+                if key not in candidates:
+                    candidates[key] = _Candidate.make(*key)
+                candidate = candidates[key]
                 scores = []
                 for o in other:
-                    pair = (merged, o) if side == "pred" else (o, merged)
-                    if pair not in sums:
-                        sums[pair] = _merged_sums(*key, merged, o, sums, side == "pred")
-                    scores.append(_scores(*pair, sums[pair]))
+                    pair_sums = candidate.sums_against(o, sums, side == "pred")
+                    pair = (candidate.merged, o) if side == "pred" else (o, candidate.merged)
+                    scores.append(_scores(*pair, pair_sums))
                 new_l1, new_iou = _merged_matrices(l1, iou, side, i, scores)
-                candidate = dtw_cost(new_l1 + (1.0 - new_iou))
-                if best is None or candidate < best[0] - _TIE:
-                    best = (candidate, side, i, merged, new_l1, new_iou)
+                cost = dtw_cost(new_l1 + (1.0 - new_iou))
+                if best is None or cost < best[0] - _TIE:
+                    best = (cost, side, i, candidate, new_l1, new_iou)
         if best is None or best[0] >= total - _TIE:
             rows.extend({**rows[-1], "merge": j} for j in range(k, max_merge + 1))
             break
-        _, side, i, merged, l1, iou = best
+        _, side, i, candidate, l1, iou = best
         total, mean_l1, mean_iou = _align(l1, iou)
-        seq = p if side == "pred" else g
+        merged = _over(candidate.lower, candidate.upper)  # the one merge made: now in full
+        seq, other = (p, g) if side == "pred" else (g, p)
+        for o in other:
+            sums[(merged, o) if side == "pred" else (o, merged)] = candidate.sums[o]
         seq[i : i + 2] = [merged]
+        live = {(s[j], s[j + 1]) for s in (p, g) for j in range(len(s) - 1)}
+        candidates = {key: c for key, c in candidates.items() if key in live}  # the others can no longer happen
         rows.append({"merge": k, "rgb_l1": mean_l1, "soft_iou": mean_iou})
     return rows
 

@@ -251,7 +251,7 @@ def test_first_merge_matches_a_brute_force_reference(seed):
 
 
 def _ref_dtw(cost: np.ndarray) -> tuple[float, list]:
-    """Textbook DTW on the full table, traced back (diagonal first, then a step back in the prediction)."""
+    """Textbook DTW on the full table, traced back (on ties diagonal first, then a step back in the prediction)."""
     n, m = cost.shape
     acc = np.full((n + 1, m + 1), np.inf)
     acc[0, 0] = 0.0
@@ -262,7 +262,8 @@ def _ref_dtw(cost: np.ndarray) -> tuple[float, list]:
     while (i, j) != (0, 0):
         path.append((i - 1, j - 1))
         steps = [(i - 1, j - 1), (i - 1, j), (i, j - 1)]
-        i, j = steps[int(np.argmin([acc[s] for s in steps]))] if (i, j) != (1, 1) else (0, 0)
+        low = min(acc[s] for s in steps)  # equal within 1e-6 (as the module says): rounding must not decide
+        i, j = next(s for s in steps if acc[s] <= low + 1e-6) if (i, j) != (1, 1) else (0, 0)
     return float(acc[n, m]), path
 
 
@@ -280,8 +281,9 @@ def _ref_evaluate(pred: list, gt: list, max_merge: int) -> list[tuple]:
         options = [(_ref_score(q, gt), q, gt) for q in _merges(pred)] + [
             (_ref_score(pred, q), pred, q) for q in _merges(gt)
         ]
-        best = min(options, default=None, key=lambda o: o[0][0])  # the first of equal costs
-        if best is None or best[0][0] >= total - 1e-9:
+        low = min((o[0][0] for o in options), default=None)
+        best = next(o for o in options if o[0][0] <= low + 1e-6) if options else None  # the first of equal costs
+        if best is None or best[0][0] >= total - 1e-6:
             rows += [(j, l1, iou) for j in range(k, max_merge + 1)]
             break
         (total, l1, iou), pred, gt = best
