@@ -94,6 +94,9 @@ def _render(layer: Layer, width: int, height: int) -> _Layer:
     right, bottom = min(layer.x + layer.width, width), min(layer.y + layer.height, height)
     if right <= left or bottom <= top or layer.pixels.size == 0:
         return _from_canvas(np.zeros((1, 1, 4), np.uint8))
+    if layer.opacity == 1.0:  # the render is the pixels themselves (colour 0 where alpha is 0: _from_canvas)
+        crop = layer.pixels[top - layer.y : bottom - layer.y, left - layer.x : right - layer.x]
+        return _from_canvas(crop, (left, top))
     shifted = layer.replace(x=layer.x - left, y=layer.y - top, visible=True)
     return _from_canvas(composite([shifted], right - left, bottom - top), (left, top))
 
