@@ -81,7 +81,52 @@ def decompose_classic(
     fills = groups.fills(order)
     if count is not None and len(order) < count:
         owner, order = _split_to(owner, order, count, groups)
-    return _synthesise(rgb, owner, order, fills, groups, factor)
+    stack = _synthesise(rgb, owner, order, fills, groups, factor)
+    # layers that do not overlap can go in any order without changing the composite: larger lower
+    return stack.replace(layers=tuple(stack[i] for i in occlusion_order(stack)))
+
+
+def occlusion_order(stack: LayerStack, tiers: list[int] | None = None) -> list[int]:
+    """Bottom-first indices: overlapping layers keep their order; the rest go by tier (lower first), then
+    the larger (more alpha) lower, then top-left first. The layer-order convention of the synthetic designs."""
+    n = len(stack)
+    tiers = tiers if tiers is not None else [0] * n
+    masks = [layer.pixels[..., 3] > 0 for layer in stack]
+    above = [[j for j in range(i + 1, n) if _masks_meet(stack[i], masks[i], stack[j], masks[j])] for i in range(n)]
+    waiting = [0] * n
+    for i in range(n):
+        for j in above[i]:
+            waiting[j] += 1
+    key = [
+        (tiers[i], -float(layer.pixels[..., 3].sum()) * layer.opacity, layer.y, layer.x)
+        for i, layer in enumerate(stack)
+    ]
+    ready = [i for i in range(n) if waiting[i] == 0]
+    order = []
+    while ready:
+        ready.sort(key=lambda i: key[i])
+        i = ready.pop(0)
+        order.append(i)
+        for j in above[i]:
+            waiting[j] -= 1
+            if waiting[j] == 0:
+                ready.append(j)
+    return order
+
+
+def layers_overlap(a: Layer, b: Layer) -> bool:
+    """Whether two layers have a pixel where both have alpha > 0."""
+    return _masks_meet(a, a.pixels[..., 3] > 0, b, b.pixels[..., 3] > 0)
+
+
+def _masks_meet(a: Layer, mask_a: np.ndarray, b: Layer, mask_b: np.ndarray) -> bool:
+    left, top = max(a.x, b.x), max(a.y, b.y)
+    right, bottom = min(a.x + a.width, b.x + b.width), min(a.y + a.height, b.y + b.height)
+    if right <= left or bottom <= top:
+        return False
+    pa = mask_a[top - a.y : bottom - a.y, left - a.x : right - a.x]
+    pb = mask_b[top - b.y : bottom - b.y, left - b.x : right - b.x]
+    return bool((pa & pb).any())
 
 
 def _analyse(small: np.ndarray, flat: np.ndarray, speck: int, palette_merge: float) -> _Groups:

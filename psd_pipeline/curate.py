@@ -7,6 +7,7 @@ import dataclasses
 import numpy as np
 from PIL import Image
 
+from layered.classic import layers_overlap as overlaps  # whether two layers share a pixel with alpha > 0
 from layered.pixels import resize_rgba
 from layered.stack import Layer, LayerStack, composite
 from psd_pipeline.errors import Rejected
@@ -90,17 +91,6 @@ def visible_area(stack: LayerStack) -> list[float]:
         areas[i] = float((alpha * region).sum())
         region *= 1.0 - alpha
     return areas
-
-
-def overlaps(a: Layer, b: Layer) -> bool:
-    """Whether two layers have a pixel where both are non-transparent."""
-    left, top = max(a.x, b.x), max(a.y, b.y)
-    right, bottom = min(a.x + a.width, b.x + b.width), min(a.y + a.height, b.y + b.height)
-    if right <= left or bottom <= top:
-        return False
-    pa = a.pixels[top - a.y : bottom - a.y, left - a.x : right - a.x, 3]
-    pb = b.pixels[top - b.y : bottom - b.y, left - b.x : right - b.x, 3]
-    return bool(np.logical_and(pa > 0, pb > 0).any())
 
 
 def _best_merge(layers: list[Layer]) -> tuple[int, int] | None:

@@ -16,9 +16,9 @@ import dataclasses
 
 import numpy as np
 
+from layered.classic import occlusion_order
 from layered.stack import Layer, LayerStack
 from psd_pipeline import synth_elements as el
-from psd_pipeline.curate import overlaps
 from psd_pipeline.synth_textures import photo_like
 
 MIN_VISIBLE = 0.5
@@ -66,24 +66,7 @@ def canonical_order(stack: LayerStack, kinds: list[str] | tuple[str, ...]) -> li
     by position (top-left first): what a decomposer that finds every layer exactly but is blind to the
     stacking can best do.
     """
-    n = len(stack.layers)
-    above = [[j for j in range(i + 1, n) if overlaps(stack[i], stack[j])] for i in range(n)]
-    below_count = [0] * n
-    for i in range(n):
-        for j in above[i]:
-            below_count[j] += 1
-    key = [(rank(kinds[i]), -_alpha_sum(stack[i]), stack[i].y, stack[i].x) for i in range(n)]
-    ready = [i for i in range(n) if below_count[i] == 0]
-    order = []
-    while ready:
-        ready.sort(key=lambda i: key[i])
-        i = ready.pop(0)
-        order.append(i)
-        for j in above[i]:
-            below_count[j] -= 1
-            if below_count[j] == 0:
-                ready.append(j)
-    return order
+    return occlusion_order(stack, [rank(kind) for kind in kinds])
 
 
 def _layout(rng: np.random.Generator, size: int, style: str, background: np.ndarray, elements) -> RichDesign:
@@ -173,10 +156,6 @@ def _background(rng: np.random.Generator, size: int) -> tuple[str, np.ndarray]:
     else:
         rgb = photo_like(rng, size, size).astype(np.float32)
     return style, el.rgba(rgb, np.ones((size, size), np.float32))
-
-
-def _alpha_sum(layer: Layer) -> float:
-    return float(layer.pixels[..., 3].sum()) / 255.0 * layer.opacity
 
 
 def _label_box(element: el.Element, x: int, y: int) -> tuple[int, int, int, int]:

@@ -281,3 +281,32 @@ def test_splitting_a_colour_keeps_words_whole():
     assert len(stack) == 3
     best = [max(soft_iou(a, w[..., 3] / 255.0) for a in alphas[1:]) for w in words]
     assert min(best) > 0.9, best
+
+
+def test_occlusion_order_keeps_overlaps_and_puts_larger_lower():
+    from layered.classic import occlusion_order
+    from layered.stack import LayerStack
+
+    def square(x, y, side, alpha=255):
+        canvas = np.zeros((SIZE, SIZE, 4), np.uint8)
+        canvas[y : y + side, x : x + side] = (10, 20, 30, alpha)
+        return canvas
+
+    background = np.full((SIZE, SIZE, 4), 255, np.uint8)
+    small, big, on_small = square(10, 10, 40), square(120, 120, 100), square(30, 30, 40, 128)
+    stack = LayerStack.from_images([background, small, big, on_small], ["bg", "small", "big", "on small"])
+    assert occlusion_order(stack) == [0, 2, 1, 3]  # big below small (free); on-small stays above small
+    assert occlusion_order(stack, [0, 0, 1, 0]) == [0, 1, 3, 2]  # a higher tier goes above whatever is free
+
+
+@pytest.mark.parametrize("index", [4, 9, 10])
+def test_layers_that_do_not_touch_go_larger_lower(index):
+    """Adjacent output layers that share no pixel are in the convention's order: the larger one lower
+    (on rich synthetic designs where the colour-group order alone put a smaller one lower)."""
+    from psd_pipeline.synth_rich import draw_rich
+
+    stack = decompose_classic(draw_rich(1000, index, 96).stack.composite(), layers="auto")
+    renders = [stack.render_layer(i)[..., 3] for i in range(len(stack))]
+    for lower, upper in zip(renders[1:-1], renders[2:], strict=True):
+        if not ((lower > 0) & (upper > 0)).any():
+            assert int(lower.sum()) >= int(upper.sum())
