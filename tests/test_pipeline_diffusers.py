@@ -134,13 +134,13 @@ def test_demo_model_decomposes_the_bundled_example():
     image = Image.open(DEMO_DIR.parents[2] / "examples" / "design_1.png")
     generic = _load(DEMO_DIR)
     assert type(generic) is LayeredPipeline
-    out = _run(generic, image, prompt=None, layers=3)
-    assert out.images.shape == (1, 3, 64, 64, 4)
-    stack = out.stacks[0]
-    assert stack.size == image.size and len(stack) == 3
+    out = _run(generic, image, prompt=None)
+    assert out.images.shape == (1, 2, 64, 64, 4) and np.isfinite(out.images).all()
+    assert out.images[0, :, :, :, 3].max() > 0.5  # visible layers, not an empty stack
+    assert out.stacks[0].size == image.size
     ours = load_pipeline("demo")  # what `layered decompose` loads: the same weights, the same layers
     ours.set_progress_bar_config(disable=True)
-    np.testing.assert_array_equal(out.images, _run(ours, image, prompt=None, layers=3).images)
+    np.testing.assert_array_equal(out.images, _run(ours, image, prompt=None).images)
 
 
 # ------------------------------------------------------------------------------------------- outputs
