@@ -56,13 +56,14 @@ def split_layer(
     index: int,
     decompose: Callable[[np.ndarray], LayerStack],
     drop_empty: bool = True,
-    clip: bool = True,
+    clip: bool | None = None,
 ) -> LayerStack:
     """Recursive decomposition: split layer `index` with `decompose` (full-canvas RGBA -> stack) and splice it in.
 
     The split layer is rendered on the full canvas with its opacity; with `clip` each new layer's alpha is
     multiplied by that rendering's alpha (so a decomposer that fills a background plate stays inside the
     layer's silhouette). The new layers are named after it ("name / k") and inherit its visibility.
+    `clip=None` clips unless the decomposer refined its layers to the rendering (then they already add up to it).
     """
     if not -len(stack) <= index < len(stack):
         raise IndexError(f"layer index {index} out of range for a stack of {len(stack)} layers")
@@ -73,7 +74,7 @@ def split_layer(
     if (sub.width, sub.height) != (stack.width, stack.height):
         raise ValueError(f"decomposer returned a {sub.width}x{sub.height} stack for a {stack.width}x{stack.height} one")
     parts = list(sub.layers)
-    if clip:
+    if clip or (clip is None and not sub.refined):
         parts = [_clip(layer, rendered[..., 3]) for layer in parts]
     parts = [layer for layer in parts if not (drop_empty and layer.is_empty)]
     base = original.name or f"layer {index}"

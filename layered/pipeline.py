@@ -38,6 +38,7 @@ from diffusers.utils.torch_utils import randn_tensor
 from layered.fileio import atomic_path
 from layered.layer_tools import AUTO_TOLERANCE, prune_layers, split_layer
 from layered.pixels import resize_rgba
+from layered.refine import refine as refine_to_image
 from layered.stack import LayerStack
 
 FALLBACK_PROMPT = ""  # what `layered train` feeds for a dropped caption: the model knows it
@@ -348,6 +349,7 @@ class LayeredPipeline(QwenImageLayeredPipeline):
         background: tuple[int, int, int] | None = (255, 255, 255),
         max_layers: int = DEFAULT_MAX_LAYERS,
         auto_tolerance: float = AUTO_TOLERANCE,
+        refine: bool = True,
     ) -> LayeredPipelineOutput | tuple:
         """Decompose `image` (one, or a list) into RGBA layers.
 
@@ -361,6 +363,8 @@ class LayeredPipeline(QwenImageLayeredPipeline):
         `LayeredPipelineOutput(images, stacks)`, or the tuple `(images, stacks)`. `images`: for "np"/"pt" one array
         `(batch, layers, H, W, 4)` / `(batch, layers, 4, H, W)` when all outputs share size and layer count, else
         a list of per-output arrays; for "pil" a list of lists of PIL images (see `LayeredPipelineOutput`).
+        With `refine` (default) each stack is refined to its input (`layered.refine`): at the input's own size,
+        recomposing it within 1/255; `refine=False` gives the raw layers resized. `images` stay at working size.
         """
         if image is None:
             raise ValueError("LayeredPipeline decomposes an image: pass `image`")
@@ -479,12 +483,14 @@ class LayeredPipeline(QwenImageLayeredPipeline):
             stacks = []
             for row, (layer_images, pixels) in enumerate(outputs):
                 i = row // per_image
-                stack = self._to_stack(pixels, originals[i])
+                stack = self._to_stack(pixels, None if refine else originals[i])
                 if auto[i]:
                     stack, kept = prune_layers(stack, auto_tolerance)
                     layer_images = (
                         [layer_images[k] for k in kept] if isinstance(layer_images, list) else layer_images[kept]
                     )
+                if refine:
+                    stack = refine_to_image(stack, inputs[i])
                 images.append(layer_images)
                 stacks.append(stack)
         images = _batch_images(images, output_type)
@@ -637,12 +643,13 @@ class LayeredPipeline(QwenImageLayeredPipeline):
         return result
 
     @staticmethod
-    def _to_stack(pixels: np.ndarray, size: tuple[int, int]) -> LayerStack:
-        """Full-canvas model outputs (n x H x W x 4) as a stack at the input's `size`, each layer cropped."""
-        width, height = size
-        if pixels.shape[1:3] != (height, width):
-            pixels = [resize_rgba(p, (width, height)) for p in pixels]
-        return LayerStack.from_images(list(pixels), [f"layer {k}" for k in range(len(pixels))])
+    def _to_stack(pixels: np.ndarray, size: tuple[int, int] | None) -> LayerStack:
+        """Full-canvas model outputs (n x H x W x 4) as a stack, each layer cropped; resized to `size` if given."""
+        working = (pixels.shape[2], pixels.shape[1])
+        if size is not None and size != working:
+            pixels = [resize_rgba(p, size) for p in pixels]
+        stack = LayerStack.from_images(list(pixels), [f"layer {k}" for k in range(len(pixels))])
+        return stack if size is None else stack.replace(working_size=working, refined=False)
 
     # ----------------------------------------------------------------------- recursive decomposition
 

@@ -45,7 +45,8 @@ from layered.fileio import to_rgba_array
 from layered.pixels import alpha_bbox
 from layered.stack import Layer, LayerStack, composite
 
-ASPECT_TOLERANCE = 0.1  # relative aspect-ratio difference allowed between the stack and the image (rounding)
+ASPECT_TOLERANCE = 0.1  # relative aspect-ratio difference allowed between the stack and the image
+ROUNDING = 32  # pipelines round working sides to multiples of up to 32 pixels (diffusers' buckets)
 MARGIN = 2  # working pixels a layer may grow past its predicted support
 _LEVEL = 1.0 / 255.0
 _SKIP = 0.6 * _LEVEL  # pixels within this of the target are left as predicted
@@ -81,10 +82,13 @@ class _Plane:
 
 
 def check_aspect(stack_size: tuple[int, int], image_size: tuple[int, int], tolerance: float = ASPECT_TOLERANCE):
-    """Raise AspectRatioError (a ValueError) when the two (width, height) sizes differ in aspect ratio."""
+    """Raise AspectRatioError (a ValueError) when the two (width, height) sizes differ in aspect ratio.
+
+    Allowed: `tolerance` (relative), plus what rounding each working side to a multiple of ROUNDING can do.
+    """
     (w0, h0), (w1, h1) = stack_size, image_size
     ratio = (w0 / h0) / (w1 / h1)
-    if max(ratio, 1 / ratio) > 1 + tolerance:
+    if max(ratio, 1 / ratio) > 1 + tolerance + ROUNDING / min(w0, h0):
         raise AspectRatioError(
             f"the layers are {w0}x{h0} but the image is {w1}x{h1}: their aspect ratios differ "
             f"({w0 / h0:.3f} vs {w1 / h1:.3f}), so the layers cannot be refined to this image"
@@ -402,35 +406,59 @@ def _fit_alpha(planes: list[_Plane], target: np.ndarray) -> None:
 
 
 def _fit_colour(planes: list[_Plane], image: np.ndarray) -> None:
-    """Least-norm colour correction so the composite equals `image` (premultiplied, 4 x H x W), in place."""
+    """Least-norm colour correction so the composite equals `image` (premultiplied, 4 x H x W), in place.
+
+    One closed-form step on the whole canvas; the few pixels where a colour clipped are then gathered and
+    finished by water-filling (the clipped layers leave the active set, the rest share what is left).
+    """
     height, width = image.shape[1:]
     above = _transmittance_above(planes, height, width)
     vis = [plane.effective() * over for plane, over in zip(planes, above, strict=True)]
-    acc = np.zeros((4, height, width), np.float32)
+    acc = np.zeros((3, height, width), np.float32)
+    alpha = np.zeros((height, width), np.float32)
+    norm = np.zeros((height, width), np.float32)
     for plane, v in zip(planes, vis, strict=True):
-        acc[(slice(None),) + plane.region][:3] += plane.colour * v
-        acc[(3,) + plane.region] += v
-    alpha = acc[3]
+        acc[(slice(None),) + plane.region] += plane.colour * v
+        alpha[plane.region] += v
+        norm[plane.region] += v * v
     straight = np.divide(image[:3], np.maximum(image[3], 1e-12), out=np.zeros_like(image[:3]), where=image[3] > 0)
-    residual = straight * alpha - acc[:3]  # the target keeps the image's colour at the composite's alpha
+    residual = straight * alpha - acc  # the target keeps the image's colour at the composite's alpha
     todo = (alpha > 0) & (np.abs(residual).max(axis=0) > _SKIP * alpha)
     if not todo.any():
         return
-    residual *= todo
-    free = [
-        np.broadcast_to(todo[plane.region] & (v > 0), plane.colour.shape).copy()
-        for plane, v in zip(planes, vis, strict=True)
-    ]
-    for _ in range(len(planes) + 1):
-        norm = np.zeros((3, height, width), np.float32)
-        for plane, v, f in zip(planes, vis, free, strict=True):
-            norm[(slice(None),) + plane.region] += f * (v * v)
-        step = np.divide(residual, norm, out=np.zeros_like(residual), where=norm > 0)
-        for plane, v, f in zip(planes, vis, free, strict=True):
-            region = (slice(None),) + plane.region
-            moved = np.clip(plane.colour + step[region] * v * f, 0.0, 1.0)
-            residual[region] -= (moved - plane.colour) * v
-            plane.colour = moved
-            f &= (moved > 0.0) & (moved < 1.0)
-        if not (np.abs(residual) > 0.25 * _LEVEL * np.maximum(alpha, 1e-6)).any():
+    step = np.divide(residual, norm, out=np.zeros_like(residual), where=todo & (norm > 0))
+    for plane, v in zip(planes, vis, strict=True):
+        region = (slice(None),) + plane.region
+        moved = np.clip(plane.colour + step[region] * v, 0.0, 1.0)
+        residual[region] -= (moved - plane.colour) * v
+        plane.colour = moved
+    left = todo & (np.abs(residual).max(axis=0) > 0.25 * _LEVEL * alpha)
+    if left.any():
+        _water_fill(planes, vis, residual, left)
+
+
+def _water_fill(planes: list[_Plane], vis: list[np.ndarray], residual: np.ndarray, pixels: np.ndarray) -> None:
+    """Finish the colour fit on the gathered `pixels` (bool H x W) where clipping left a residual, in place."""
+    ys, xs = np.nonzero(pixels)
+    count = len(planes)
+    v = np.zeros((count, ys.size), np.float32)
+    colour = np.zeros((count, 3, ys.size), np.float32)
+    inside = []
+    for k, plane in enumerate(planes):
+        hit = (ys >= plane.y0) & (ys < plane.y1) & (xs >= plane.x0) & (xs < plane.x1)
+        yy, xx = ys[hit] - plane.y0, xs[hit] - plane.x0
+        v[k, hit] = vis[k][yy, xx]
+        colour[k][:, hit] = plane.colour[:, yy, xx]
+        inside.append((hit, yy, xx))
+    r = residual[:, ys, xs]
+    for _ in range(count):
+        free = (v[:, None] > 0) & (((r > 0) & (colour < 1.0)) | ((r < 0) & (colour > 0.0)))
+        norm = (free * (v * v)[:, None]).sum(axis=0)
+        step = np.divide(r, norm, out=np.zeros_like(r), where=norm > 0)
+        moved = np.where(free, np.clip(colour + step * v[:, None], 0.0, 1.0), colour)
+        r -= ((moved - colour) * v[:, None]).sum(axis=0)
+        colour = moved
+        if not free.any() or np.abs(r).max() <= 0.25 * _LEVEL * 1e-3:
             break
+    for k, (hit, yy, xx) in enumerate(inside):
+        planes[k].colour[:, yy, xx] = colour[k][:, hit]

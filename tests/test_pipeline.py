@@ -54,10 +54,10 @@ def test_batch_one_equals_stock_pipeline():
     image = _image().convert("RGBA")  # the stock pipeline needs RGBA for the 4-channel VAE
     common = dict(layers=2, num_inference_steps=STEPS, output_type="pt", negative_prompt=" ", true_cfg_scale=2.0)
     expected = stock(image, "a red square", generator=_gen(5), resolution=640, **common).images[0]
-    got = ours(image, "a red square", generator=_gen(5), resolution=640, **common)
+    got = ours(image, "a red square", generator=_gen(5), resolution=640, refine=False, **common)
     assert got.images[0].shape == expected.shape == (2, 4, 544, 736)
     torch.testing.assert_close(got.images[0], expected, rtol=0, atol=1e-5)
-    # the stack is the same layers, at the input's size (premultiplied resize of the 8-bit outputs)
+    # unrefined, the stack is the same layers, at the input's size (premultiplied resize of the 8-bit outputs)
     pixels = (expected.permute(0, 2, 3, 1).numpy() * 255).round().astype(np.uint8)
     stack = got.stacks[0]
     assert stack.size == image.size and len(stack) == 2
@@ -134,9 +134,9 @@ def test_resolution_and_explicit_size(pipe):
     assert pipe.working_size(image.size) == (48, 80)
     assert pipe.working_size(image.size, 640) == (544, 736)  # the stock bucket rule
     assert pipe.working_size(image.size, 32) == (32, 32)
-    out = _run(pipe, image, prompt="p", layers=2, height=48, width=64)
+    out = _run(pipe, image, prompt="p", layers=2, height=48, width=64, refine=False)
     assert out.images[0].shape == (2, 4, 48, 64)
-    # native size: the stack is the model output itself, cropped (no resampling)
+    # native size, unrefined: the stack is the model output itself, cropped (no resampling)
     pixels = (out.images[0].permute(0, 2, 3, 1).numpy() * 255).round().astype(np.uint8)
     for k in range(2):
         np.testing.assert_array_equal(out.stacks[0].render_layer(k), pixels[k])
@@ -202,8 +202,8 @@ def test_determinism_and_callbacks(pipe):
 
 def test_auto_layers_prunes_the_fixed_run(pipe):
     image = _image()
-    full = _run(pipe, image, prompt="p", layers=5, output_type="np")
-    auto = _run(pipe, image, prompt="p", layers="auto", max_layers=5, output_type="np")
+    full = _run(pipe, image, prompt="p", layers=5, output_type="np", refine=False)
+    auto = _run(pipe, image, prompt="p", layers="auto", max_layers=5, output_type="np", refine=False)
     expected, kept = prune_layers(full.stacks[0])
     stack = auto.stacks[0]
     assert 1 <= len(stack) <= 5 and not any(layer.is_empty for layer in stack)
@@ -220,6 +220,31 @@ def test_recursive_decomposition(pipe):
     assert 1 <= new <= 2
     assert out[0] is base[0] and out[-1] is base[2]
     assert all(layer.name.startswith("layer 1 / ") for layer in out.layers[1 : 1 + new])
+
+
+def test_refined_stacks_recompose_each_input_at_its_own_size(pipe):
+    """Default refine=True: stacks at each input's size add up to it (1/255), images stay at working size."""
+    images = [_image(64, 48, 1), Image.fromarray(_rgba_input(72, 40))]
+    out = _run(pipe, images, prompt="p", layers=[2, 3], output_type="np")
+    for image, stack, layers in zip(images, out.stacks, out.images, strict=True):
+        want = np.asarray(image.convert("RGBA")).astype(int)
+        got = stack.composite().astype(int)
+        assert stack.size == image.size and stack.refined is True
+        assert stack.working_size == (layers.shape[2], layers.shape[1]) != image.size
+        assert np.abs(got[..., 3] - want[..., 3]).max() <= 1
+        shows = want[..., 3] > 0
+        assert np.abs(got[..., :3] - want[..., :3])[shows].max() <= 1
+    # the recursive split refines inside the layer it splits: the whole composite is unchanged
+    split = pipe.decompose_layer(out.stacks[0], 1, layers=2, prompt="p", num_inference_steps=STEPS, generator=_gen())
+    assert np.abs(split.composite().astype(int) - out.stacks[0].composite().astype(int)).max() <= 1
+
+
+def _rgba_input(width: int, height: int) -> np.ndarray:
+    """An RGBA input with a transparent corner and a translucent band (refinement must match its alpha too)."""
+    rgba = np.asarray(_image(width, height, 7).convert("RGBA")).copy()
+    rgba[: height // 3, : width // 3, 3] = 0
+    rgba[height // 2 :, :, 3] = 120
+    return rgba
 
 
 def test_offload_modes_match_no_offload():
