@@ -176,7 +176,7 @@ def main() -> None:
     parser.add_argument("--model", default="demo", help="demo (default), a pipeline folder, or none")
     parser.add_argument("--steps", type=int, default=20, help="denoising steps of the model (default 20)")
     parser.add_argument(
-        "--model-samples", type=int, default=8, help="inputs per set the model decomposes (default 8; 0 = all)"
+        "--model-samples", type=int, default=4, help="inputs per set the model decomposes (default 4; 0 = all)"
     )
     parser.add_argument("--json", type=Path, help="also write the table as JSON here")
     args = parser.parse_args()
