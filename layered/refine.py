@@ -2,9 +2,9 @@
 
 `refine(stack, image)` is the last step of every decomposition (numpy, scipy and Pillow only):
 
-1. **Upsample.** Each predicted layer is rendered on the working canvas; its straight colour is spread a few
-   pixels past its alpha (normalised box filter) so that alpha growing at an edge finds a colour, then colour
-   and alpha are resized to the image's size (bicubic; nearest for the support mask).
+1. **Upsample.** Each predicted layer is rendered on the working canvas; its straight colour is extended past
+   its alpha (nearest present pixel) so that alpha growing at an edge finds a colour, then colour and alpha
+   are resized to the image's size (bicubic; nearest for the support mask).
 2. **Snap edges to the image.** Where the upsampled prediction does not already recompose the image (the
    residual gate) and the layer shows, alpha in the band around each predicted edge is re-estimated from the
    full-resolution image: the pixel (premultiplied RGBA) is projected onto the line between the layer's own
@@ -217,7 +217,7 @@ def _upsample(
     crop = (slice(wy0, wy1), slice(wx0, wx1))
     if not present[crop].all():
         rgb = rgb.copy()
-        rgb[crop] = _spread(rgb[crop], present[crop], margin)
+        rgb[crop] = _spread(rgb[crop], present[crop])
     if margin > 0:
         support = present.copy()
         support[crop] = ndimage.binary_dilation(present[crop], iterations=margin)
@@ -236,17 +236,10 @@ def _upsample(
     return _Plane(layer, x0, y0, x1, y1, np.array(alpha, np.float32), colour, np.ascontiguousarray(support))
 
 
-def _spread(rgb: np.ndarray, present: np.ndarray, radius: int) -> np.ndarray:
-    """`rgb` with pixels outside `present` (up to `radius + 1` away) set to the mean colour of present neighbours."""
-    weight = present.astype(np.float32)
-    size = 2 * radius + 3
-    total = ndimage.uniform_filter(weight, size, mode="constant")
-    out = rgb.copy()
-    missing = ~present & (total > 0)
-    for c in range(3):
-        mean = ndimage.uniform_filter(rgb[..., c] * weight, size, mode="constant")
-        out[..., c][missing] = (mean[missing] / total[missing] + 0.5).clip(0, 255).astype(np.uint8)
-    return out
+def _spread(rgb: np.ndarray, present: np.ndarray) -> np.ndarray:
+    """`rgb` with every pixel outside `present` given the colour of the nearest present pixel."""
+    index = ndimage.distance_transform_edt(~present, return_distances=False, return_indices=True)
+    return rgb[index[0], index[1]]
 
 
 # ---- 2. edges from the image --------------------------------------------------------------------------
