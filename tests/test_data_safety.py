@@ -10,6 +10,7 @@ import json
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from layered.cli import main
@@ -145,3 +146,23 @@ def test_train_refuses_a_user_folder_as_output_dir(tmp_path, capsys):
     err = _error_lines(capsys.readouterr().err)
     assert len(err) == 1 and "--overwrite" in err[0], err
     assert _files(out) == {"thesis.tex": b"chapter 1"}
+
+
+def test_editor_exports_never_land_on_an_existing_file(tmp_path, monkeypatch):
+    """The editor writes each export into a fresh private folder of its own: repeated exports of one name
+    never replace anything, neither an earlier export nor a file in the system's temporary folder."""
+    from layered.app.session import EditorSession
+    from layered.formats import read_stack
+
+    monkeypatch.setattr("tempfile.tempdir", str(tmp_path))
+    (tmp_path / "image.psd").write_bytes(b"someone else's file")
+    session = EditorSession()
+    session.start(read_stack(EXAMPLES / "design_1.psd"), np.zeros((4, 4, 4), np.uint8), "image")
+    first = session.export("psd")
+    data = first.read_bytes()
+    second = session.export("psd")
+    assert first != second and first.name == second.name == "image.psd"
+    assert first.read_bytes() == data and is_ours(first) and is_ours(second)
+    assert (tmp_path / "image.psd").read_bytes() == b"someone else's file"
+    session.close()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["image.psd"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+from pathlib import Path
 
 from training.config import load_config
 
@@ -28,13 +29,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dry-run", action="store_true", help="print model size, tokens and memory; no training")
 
 
-def _claim_output_dir(folder: str, overwrite: bool) -> None:
+def _claim_output_dir(folder: str, overwrite: bool, resume: bool) -> None:
     """Train only into an empty folder or one a run of ours wrote (its marker), unless --overwrite; then mark it."""
     from layered.ownership import check_output_folder, mark_output_folder
 
-    check_output_folder(folder, TRAIN_MARKER, overwrite)
+    ours = check_output_folder(folder, TRAIN_MARKER, overwrite)
     if int(os.environ.get("RANK", "0")) == 0:  # under accelerate launch, one process writes the marker
         mark_output_folder(folder, TRAIN_MARKER, "train")
+        if ours and not resume:  # a fresh run's log starts at its own first step
+            (Path(folder) / "logs" / "metrics.jsonl").unlink(missing_ok=True)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -62,7 +65,7 @@ def run(args: argparse.Namespace) -> int:
         raise InputError("no training data: set data.path in the config or pass --data DIR")
     list_shards(config.data.path)  # fails fast, before torch is imported
     if not args.build_cache:
-        _claim_output_dir(config.output_dir, args.overwrite)
+        _claim_output_dir(config.output_dir, args.overwrite, args.resume)
     if args.build_cache:
         from training.cache import write_cache
 
