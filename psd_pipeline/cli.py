@@ -1,4 +1,4 @@
-"""Entry points behind `layered psd build|inspect|synth` (argument parsing lives in layered.commands.psd)."""
+"""Entry points behind `layered psd build|merge|inspect|synth` (argument parsing lives in layered.commands.psd)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,8 @@ from layered.fileio import MAX_PIXELS
 
 
 def run(args: argparse.Namespace) -> int:
-    return {"build": run_build, "inspect": run_inspect, "synth": run_synth}[args.psd_command](args)
+    commands = {"build": run_build, "merge": run_merge, "inspect": run_inspect, "synth": run_synth}
+    return commands[args.psd_command](args)
 
 
 def run_build(args: argparse.Namespace) -> int:
@@ -45,6 +46,18 @@ def run_build(args: argparse.Namespace) -> int:
     report = build(config)
     counts = ", ".join(f"{k} {v}" for k, v in report["by_outcome"].items())
     print(f"{report['inputs']} files: {counts}; {report['rows']} rows in {report['shards']} shard(s) in {args.output}")
+    return 0
+
+
+def run_merge(args: argparse.Namespace) -> int:
+    from psd_pipeline.merge import merge
+
+    report, how = merge(args.parts, args.output, move=args.move, allow_missing=args.allow_missing)
+    counts = ", ".join(f"{k} {v}" for k, v in report["by_outcome"].items())
+    print(
+        f"merged {len(args.parts)} part(s): {report['inputs']} files: {counts}; "
+        f"{report['rows']} rows in {report['shards']} shard(s) ({how}) in {args.output}"
+    )
     return 0
 
 

@@ -1,4 +1,4 @@
-"""`layered psd build|inspect|synth`: PSD tools (the work is in `psd_pipeline`, imported only when run)."""
+"""`layered psd build|merge|inspect|synth`: PSD tools (the work is in `psd_pipeline`, imported only when run)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import argparse
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    sub = parser.add_subparsers(dest="psd_command", metavar="build|inspect|synth", required=True)
+    sub = parser.add_subparsers(dest="psd_command", metavar="build|merge|inspect|synth", required=True)
 
     build = sub.add_parser("build", help="turn a folder of PSD files into a training dataset (Parquet shards)")
     build.add_argument("source", metavar="SRC_DIR", help="folder searched recursively for .psd/.psb files")
@@ -32,6 +32,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     build.add_argument(
         "--file-timeout", type=float, default=None, metavar="S", help="seconds per file before it is a timeout (600)"
     )
+
+    merge = sub.add_parser("merge", help="one dataset from the parts of a sharded build (--num-shards)")
+    merge.add_argument("parts", nargs="+", metavar="PART", help="the DATASET_DIR of each `build --shard-index` run")
+    merge.add_argument("-o", "--output", required=True, metavar="DATASET", help="merged dataset folder (new or empty)")
+    merge.add_argument("--move", action="store_true", help="move the shards out of the parts (default: hard links)")
+    merge.add_argument("--allow-missing", action="store_true", help="merge even if some shard indexes are absent")
 
     inspect = sub.add_parser("inspect", help="show a PSD's layer tree, what each rule did, and its fidelity")
     inspect.add_argument("file", metavar="FILE.psd", help="PSD or PSB file")
