@@ -2,9 +2,10 @@
 
 A file we write carries a signature, the text `layered-sha256:` followed by the SHA-256 of the file's bytes
 with those 64 hex digits read as zeros (in a PSD's XMP packet, an ORA/ZIP/PPTX archive comment, a field of
-layers.json). A file is ours only while the signature matches: one edited or re-saved by another program
-is not. A layer folder is ours when its layers.json is, and the folder holds exactly the files listed there
-with their digests. A dataset or training folder is ours when it holds the marker the command wrote into it.
+layers.json, a PNG's `Software` text chunk, whose checksum is then taken as that of the zeros). A file is
+ours only while the signature matches: one edited or re-saved by another program is not. A layer folder is
+ours when its layers.json is, and the folder holds exactly the files listed there with their digests. A
+dataset or training folder is ours when it holds the marker the command wrote into it.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import contextlib
 import hashlib
 import json
 import os
+import zlib
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
@@ -24,19 +26,43 @@ SIGNATURE_PREFIX = "layered-sha256:"
 _ZEROS = "0" * 64
 SIGNATURE_PLACEHOLDER = SIGNATURE_PREFIX + _ZEROS  # what a writer embeds; `sign` fills in the digest
 _MAX_SIGNED_BYTES = 4 << 30  # larger files are never taken for ours (nor read whole to check)
+_PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
 def sign(path: str | os.PathLike) -> None:
     """Replace the signature placeholder inside the file at `path` by the file's digest (same length, in place)."""
     path = Path(path)
-    data = path.read_bytes()
+    data = bytearray(path.read_bytes())
     at = data.find(SIGNATURE_PLACEHOLDER.encode())
     if at < 0:
         raise ValueError(f"{path}: no signature placeholder to fill in")
-    digest = hashlib.sha256(data).hexdigest().encode()
+    start = at + len(SIGNATURE_PREFIX)
+    data[start : start + 64] = hashlib.sha256(data).hexdigest().encode()
+    _fix_png_crc(data, at)
     with open(path, "r+b") as f:
-        f.seek(at + len(SIGNATURE_PREFIX))
-        f.write(digest)
+        f.write(data)
+
+
+def _fix_png_crc(data: bytearray, at: int) -> None:
+    """In a PNG, the checksum of the text chunk holding the signature at `at` must follow its text."""
+    if not data.startswith(_PNG_MAGIC):
+        return
+    kind = data.rfind(b"tEXt", 0, at)
+    if kind < 4:
+        return
+    end = kind + 4 + int.from_bytes(data[kind - 4 : kind], "big")
+    data[end : end + 4] = zlib.crc32(data[kind:end]).to_bytes(4, "big")
+
+
+def save_signed_png(pixels, path: str | os.PathLike) -> None:
+    """Write RGBA pixels as a PNG that carries our signature (a `Software` text chunk), atomically."""
+    import numpy as np
+    from PIL import Image, PngImagePlugin
+
+    info = PngImagePlugin.PngInfo()
+    info.add_text("Software", SIGNATURE_PLACEHOLDER)
+    with signed_path(path) as tmp:
+        Image.fromarray(np.ascontiguousarray(pixels)).save(tmp, format="PNG", pnginfo=info)
 
 
 @contextlib.contextmanager
@@ -62,6 +88,7 @@ def is_signed(path: str | os.PathLike) -> bool:
     start = at + len(SIGNATURE_PREFIX)
     stored = bytes(data[start : start + 64])
     data[start : start + 64] = _ZEROS.encode()
+    _fix_png_crc(data, at)
     return stored == hashlib.sha256(data).hexdigest().encode()
 
 

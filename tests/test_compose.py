@@ -175,3 +175,18 @@ def test_bad_numbers_in_layers_json_one_line_exit_2(tmp_path, stack, case):
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("layered compose: error:"), result.stderr
     assert list(out_dir.iterdir()) == []
+
+
+def test_compose_replaces_its_own_png_and_nothing_else(tmp_path, stack):
+    """Issue 18, defect 1, for compose: a user's PNG at -o is refused (one line naming --overwrite) and kept."""
+    source = write_stack(stack, tmp_path / "in.ora")
+    out = tmp_path / "flat.png"
+    out.write_bytes(b"the user's own picture")
+    refused = run_cli("compose", str(source), "-o", str(out))
+    assert refused.returncode == 2 and len(refused.stderr.strip().splitlines()) == 1, refused.stderr
+    assert "--overwrite" in refused.stderr and out.read_bytes() == b"the user's own picture"
+    assert run_cli("compose", str(source), "-o", str(out), "--overwrite").returncode == 0
+    again = run_cli("compose", str(source), "-o", str(out))  # a PNG of ours: replaced without asking
+    assert again.returncode == 0, again.stderr
+    np.testing.assert_array_equal(read_png(out), stack.composite())
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["flat.png", "in.ora"]
