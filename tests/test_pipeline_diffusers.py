@@ -90,6 +90,22 @@ def test_saved_folder_loads_through_diffusion_pipeline(folder, pipe, monkeypatch
         DiffusionPipeline.from_pretrained(folder)
     stock = QwenImageLayeredPipeline.from_pretrained(folder, trust_remote_code=True)
     assert isinstance(stock, QwenImageLayeredPipeline)
+    exact = QwenImageLayeredPipeline.from_pipe(pipe)  # the stock class itself, on the same weights
+    assert type(exact) is QwenImageLayeredPipeline and exact.transformer is pipe.transformer
+
+
+def test_stock_folders_still_load(tmp_path):
+    """A folder the stock pipeline wrote (the Hub's Qwen/Qwen-Image-Layered layout) loads as either class."""
+    source = make_tiny_pipeline(seed=2)
+    QwenImageLayeredPipeline(**source.components).save_pretrained(tmp_path / "stock")
+    index = json.loads((tmp_path / "stock" / "model_index.json").read_text())
+    assert index["_class_name"] == "QwenImageLayeredPipeline" and "default_resolution" not in index
+    stock = DiffusionPipeline.from_pretrained(tmp_path / "stock", processor=None)  # stock: processor not optional
+    assert type(stock) is QwenImageLayeredPipeline
+    ours = LayeredPipeline.from_pretrained(tmp_path / "stock")
+    assert type(ours) is LayeredPipeline and ours.config.default_resolution == 640  # the real model's size
+    for name, tensor in source.transformer.state_dict().items():
+        torch.testing.assert_close(ours.transformer.state_dict()[name], tensor, rtol=0, atol=0)
 
 
 def test_layered_pipeline_loads_without_running_the_folder_code(folder, tmp_path):
