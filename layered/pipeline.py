@@ -221,18 +221,17 @@ class LayeredPipeline(QwenImageLayeredPipeline):
         max_sequence_length: int = 1024,
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """`(prompt_embeds, prompt_embeds_mask)` for `__call__(prompt_embeds=..., prompt_embeds_mask=...)`, rows
-        prompt-major (each prompt `num_images_per_prompt` times); the mask is None when no token is padding."""
+        prompt-major (each prompt `num_images_per_prompt` times); the mask (1 = token, 0 = padding) is always given."""
         device = device or self._execution_device
         if prompt_embeds is None:
             prompt = [prompt] if isinstance(prompt, str) else list(prompt)
             prompt_embeds, prompt_embeds_mask = self._get_qwen_prompt_embeds(prompt, device)
-        prompt_embeds = prompt_embeds[:, :max_sequence_length].repeat_interleave(num_images_per_prompt, dim=0)
-        if prompt_embeds_mask is not None:  # the stock version repeats the mask batch-major: rows then mismatch
-            prompt_embeds_mask = prompt_embeds_mask[:, :max_sequence_length]
-            prompt_embeds_mask = prompt_embeds_mask.repeat_interleave(num_images_per_prompt, dim=0)
-            if prompt_embeds_mask.all():
-                prompt_embeds_mask = None
-        return prompt_embeds, prompt_embeds_mask
+        prompt_embeds = prompt_embeds[:, :max_sequence_length]
+        if prompt_embeds_mask is None:
+            prompt_embeds_mask = torch.ones(prompt_embeds.shape[:2], dtype=torch.long, device=prompt_embeds.device)
+        # the stock version repeats the mask batch-major while the embeddings go prompt-major: rows then mismatch
+        prompt_embeds_mask = prompt_embeds_mask[:, :max_sequence_length].repeat_interleave(num_images_per_prompt, dim=0)
+        return prompt_embeds.repeat_interleave(num_images_per_prompt, dim=0), prompt_embeds_mask
 
     def _encode_texts(self, texts: list[str], device, num_images_per_prompt: int, max_sequence_length: int):
         """Embeddings for `texts` (one per input), each repeated `num_images_per_prompt` times."""
@@ -246,7 +245,7 @@ class LayeredPipeline(QwenImageLayeredPipeline):
             num_images_per_prompt=num_images_per_prompt,
             max_sequence_length=max_sequence_length,
         )
-        return embeds.to(self._text_dtype()), mask
+        return embeds.to(self._text_dtype()), None if mask.all() else mask  # no padding: unmasked, like stock
 
     def _resolve_prompts(self, prompts: list, condition_images: list, use_en_prompt: bool, device) -> list[str]:
         """Each input's text: its prompt, else a caption (with a captioner), else FALLBACK_PROMPT / zeros."""

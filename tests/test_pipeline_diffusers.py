@@ -230,7 +230,7 @@ def test_encode_prompt_output_is_accepted_as_prompt_embeds(folder, pipe):
         alone, alone_mask = pipe.encode_prompt(prompt)
         n = alone.shape[1]
         torch.testing.assert_close(embeds[2 * i + 1, :n], alone[0], rtol=0, atol=1e-6)
-        assert alone_mask is None and int(mask[2 * i].sum()) == n
+        assert alone_mask.shape == (1, n) and alone_mask.all() and int(mask[2 * i].sum()) == n
     # a pipeline without text encoder gives the same layers from the embeddings: nothing is re-encoded
     parts = {**pipe.components, "text_encoder": None, "tokenizer": None}
     text_free = LayeredPipeline(**parts, default_resolution=SIZE)
