@@ -10,8 +10,8 @@ Methods:
   one layer    the whole image as one opaque layer (the trivial baseline);
   classic      `layered.classic.decompose_classic(image, N)`; classic:auto the same with layers="auto";
   model:<dir>  the pipeline's raw layers (at its working size, upsampled), and model:<dir>+refine, the same
-               through `layered.refine.refine` (when that module is installed); on the first
-               --model-samples inputs of each set (the n column says how many).
+               through `layered.refine.refine` (when that module is installed); on --model-samples
+               inputs spread evenly over each set (the n column says how many).
 Columns: RGB L1 and soft IoU at merge 0, 1, 2 (`layered.metrics.evaluate`), recomposition PSNR of the
 layers against the input (dB, 99 = exact), seconds per image; then the peak resident memory.
 
@@ -176,7 +176,10 @@ def main() -> None:
     parser.add_argument("--model", default="demo", help="demo (default), a pipeline folder, or none")
     parser.add_argument("--steps", type=int, default=20, help="denoising steps of the model (default 20)")
     parser.add_argument(
-        "--model-samples", type=int, default=4, help="inputs per set the model decomposes (default 4; 0 = all)"
+        "--model-samples",
+        type=int,
+        default=4,
+        help="inputs per set the model decomposes, evenly spread (default 4; 0 = all)",
     )
     parser.add_argument("--json", type=Path, help="also write the table as JSON here")
     args = parser.parse_args()
@@ -203,7 +206,9 @@ def main() -> None:
     for input_name, every in inputs.items():
         for method_name, method in methods.items():
             is_model = method_name.startswith("model:")
-            samples = every[: args.model_samples] if is_model and args.model_samples > 0 else every
+            samples = every
+            if is_model and 0 < args.model_samples < len(every):  # evenly spread over the set
+                samples = every[:: len(every) // args.model_samples][: args.model_samples]
             result = score(method, samples)
             s = result["scores"]
             cells = [f"{s[k][m]:.3f}" for k in range(MAX_MERGE + 1) for m in ("rgb_l1", "soft_iou")]
