@@ -18,6 +18,7 @@ COMMANDS = {
     "psd": "PSD tools: build a dataset, inspect a file, synthesise designs",
     "eval": "score predicted layers against ground truth (LayerD protocol)",
     "decompose": "split images into RGBA layers (model or classic method)",
+    "refine": "make layers from any decomposer add up to their image, at its own size",
     "train": "train the RGBA-VAE or the VLD-MMDiT (also under accelerate launch)",
     "app": "start the web layer editor",
 }

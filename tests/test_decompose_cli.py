@@ -246,3 +246,26 @@ def test_a_folder_without_images_is_a_failed_input(tmp_path, inputs, capsys):
     assert len(err) == 1 and str(empty) in err[0] and "no images" in err[0], err
     assert "wrote 1 of 2" in captured.out
     assert sorted(p.name for p in out.iterdir()) == ["plain"]
+
+
+def test_refinement_is_the_default_and_recorded(tmp_path, inputs, capsys):
+    """Every method refines by default (composite == input within 1/255, recorded); --no-refine records false."""
+    folder, _, _ = inputs
+    image = np.asarray(Image.open(folder / "plain.png").convert("RGBA")).astype(int)
+    model_dir = tmp_path / "model"
+    make_tiny_pipeline(seed=11).save_pretrained(model_dir)
+    model = ["--model", str(model_dir), "--steps", "2", "--layers", "2", "--prompt", "p"]
+    for name, args in (("classic", ["--method", "classic"]), ("model", model)):
+        for refine in (True, False):
+            out = tmp_path / f"{name}-{refine}"
+            rc = main(
+                ["decompose", str(folder / "plain.png"), "-o", str(out), *args, *([] if refine else ["--no-refine"])]
+            )
+            assert rc == 0, capsys.readouterr().err
+            doc = json.loads((out / "plain" / "layers.json").read_text())
+            assert doc["refined"] is refine, name
+            stack = _layer_folder_ok(out / "plain", (40, 24))
+            if refine:
+                assert np.abs(stack.composite().astype(int) - image).max() <= 1, name
+        if name == "model":  # the tiny model works at 48 x 80 (its own resolution), not the input's 40 x 24
+            assert doc["working_size"] == [80, 48]

@@ -93,10 +93,11 @@ def decomposer(
     """A function RGBA -> stack for `settings`; `keep_alpha` (recursive splits) keeps the input's alpha."""
     if settings.method == "classic":
         from layered.classic import decompose_classic
+        from layered.refine import refine
 
         def classic(rgba: np.ndarray) -> LayerStack:
             progress(0.1, "classic decomposition")
-            stack = decompose_classic(rgba, settings.layers)
+            stack = refine(decompose_classic(rgba, settings.layers), rgba)  # the same last step as the model's
             if cancel.is_set():
                 raise Cancelled
             return stack

@@ -66,6 +66,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="LAYER_INDEX",
         help="then split this layer again into --layers layers (inputs may also be layer folders, PSD or ORA)",
     )
+    parser.add_argument(
+        "--no-refine",
+        dest="refine",
+        action="store_false",
+        help="keep the decomposer's raw layers (default: refine them to add up to the input at its own size)",
+    )
 
 
 def _exports(text: str) -> tuple[str, ...]:
@@ -82,14 +88,16 @@ def _distributed() -> bool:
     return int(os.environ.get("WORLD_SIZE", "1")) > 1
 
 
-def _classic(layers):
+def _classic(layers, refine: bool = True):
     try:
         from layered.classic import decompose_classic
     except ImportError:
         raise InputError("the classic method is not available in this installation: use --method model") from None
+    from layered.refine import refine as refine_to_image
 
     def decompose(rgba):
-        return decompose_classic(rgba, layers)
+        stack = decompose_classic(rgba, layers)  # exact already; refinement is the same last step as the model's
+        return refine_to_image(stack, rgba) if refine else stack.replace(working_size=stack.size, refined=False)
 
     return decompose, decompose
 
@@ -122,6 +130,7 @@ def _model(args: argparse.Namespace, device):
             generator=generator,
             background=background,
             output_type="np",
+            refine=args.refine,
         ).stacks[0]
 
     return (lambda rgba: run(rgba, (255, 255, 255))), (lambda rgba: run(rgba, None))
@@ -149,7 +158,7 @@ def run(args: argparse.Namespace) -> int:
         use_cpu = args.device == "cpu" or os.environ.get("ACCELERATE_USE_CPU", "").lower() in ("1", "true")
         state = PartialState(cpu=use_cpu or not torch.cuda.is_available())  # CPU-only: gloo processes
     if method == "classic":
-        decompose, split = _classic(args.layers)
+        decompose, split = _classic(args.layers, args.refine)
     else:
         import torch
 
