@@ -7,7 +7,9 @@ e.g. an FSDP config with `use_cpu: true`) would make every process write the sam
 
 from __future__ import annotations
 
+import contextlib
 import os
+from collections.abc import Iterator
 
 from layered.errors import InputError
 
@@ -34,24 +36,36 @@ def check_launch(accelerator) -> None:
         )
 
 
-def enable_cpu_fsdp(accelerator) -> bool:
-    """Run accelerate's FSDP path on CPU processes (gloo) when FSDP was asked for; accelerate only enables it on GPUs.
+def enable_cpu_sharding(accelerator, batch_size: int) -> str | None:
+    """Run accelerate's FSDP or DeepSpeed path on CPU processes (gloo) when the launch asked for it; None otherwise.
 
-    The plugin comes from the same FSDP_* environment `accelerate launch` writes from the config file.
+    accelerate enables both on GPUs only (on CPU it falls back to plain DDP); the plugins come from the same
+    environment `accelerate launch` writes from the config file. DeepSpeed also gets the per-process batch size,
+    which accelerate reads from a dataloader the trainers do not use (GPU runs too).
     """
-    from accelerate import FullyShardedDataParallelPlugin
+    from accelerate import DeepSpeedPlugin, FullyShardedDataParallelPlugin
+    from accelerate.state import PartialState
     from accelerate.utils import DistributedType
 
     state = accelerator.state
-    wanted = os.environ.get("ACCELERATE_USE_FSDP", "false").lower() == "true"
-    if not wanted or state.distributed_type != DistributedType.MULTI_CPU:
-        return False
-    from accelerate.state import PartialState
-
-    # AcceleratorState copies PartialState's fields each time it is built (prepare() does), so set both.
-    PartialState().distributed_type = state.distributed_type = DistributedType.FSDP
-    state.fsdp_plugin = FullyShardedDataParallelPlugin()
-    return True
+    asked = {k: os.environ.get(f"ACCELERATE_USE_{k.upper()}", "false").lower() == "true" for k in ("fsdp", "deepspeed")}
+    chosen = None
+    if state.distributed_type == DistributedType.MULTI_CPU and asked["fsdp"]:
+        state.fsdp_plugin = FullyShardedDataParallelPlugin()
+        chosen = DistributedType.FSDP
+    elif state.distributed_type == DistributedType.MULTI_CPU and asked["deepspeed"]:
+        plugin = DeepSpeedPlugin()
+        plugin.set_mixed_precision(state.mixed_precision)
+        plugin.select(_from_accelerator_state=True)
+        state.deepspeed_plugins = plugin
+        chosen = DistributedType.DEEPSPEED
+    if chosen is not None:
+        # AcceleratorState copies PartialState's fields each time it is built (prepare() does), so set both.
+        PartialState().distributed_type = state.distributed_type = chosen
+    plugin = getattr(state, "deepspeed_plugin", None) if accelerator.distributed_type == "DEEPSPEED" else None
+    if plugin is not None and plugin.deepspeed_config.get("train_micro_batch_size_per_gpu") in (None, "auto"):
+        plugin.deepspeed_config["train_micro_batch_size_per_gpu"] = batch_size
+    return chosen
 
 
 def is_sharded(accelerator) -> bool:
@@ -89,11 +103,20 @@ def whole_model(accelerator, model, weights: dict):
     return copy.requires_grad_(False)
 
 
-def unpartitioned_init(accelerator):
-    """A context where models are built whole even under ZeRO-3's `zero3_init_flag` (for the frozen parts)."""
-    import contextlib
+@contextlib.contextmanager
+def unpartitioned_init(accelerator) -> Iterator[None]:
+    """Build models whole under ZeRO-3 (for the frozen parts, which never go to DeepSpeed and are saved as built).
 
+    transformers partitions every model it builds while a ZeRO-3 config is registered (`zero3_init_flag` or not).
+    """
     plugin = getattr(accelerator.state, "deepspeed_plugin", None)
-    if plugin is None or not plugin.is_zero3_init_enabled():
-        return contextlib.nullcontext()
-    return plugin.zero3_init_context_manager(enable=False)
+    if plugin is None or plugin.zero_stage != 3:
+        yield
+        return
+    from transformers.integrations import unset_hf_deepspeed_config
+
+    unset_hf_deepspeed_config()
+    try:
+        yield
+    finally:
+        plugin.set_deepspeed_weakref()

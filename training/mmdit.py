@@ -195,7 +195,7 @@ def train_mmdit(config: Config, resume: bool = False, source=None) -> dict:
         kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True)],
     )
     dist.check_launch(accelerator)
-    dist.enable_cpu_fsdp(accelerator)
+    dist.enable_cpu_sharding(accelerator, config.data.batch_size)
     set_seed(config.seed)
     weight_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(config.train.mixed_precision, torch.float32)
     device = accelerator.device

@@ -224,17 +224,24 @@ def train_vae(config: Config, resume: bool = False) -> dict:
 
     from layered.fileio import atomic_dir
     from training import checkpoint as ckpt
+    from training import distributed as dist
     from training.cache import OnlineSource
     from training.mmdit import _trackers, append_metrics, fresh_accelerator_state
 
     out = Path(config.output_dir)
     fresh_accelerator_state()
+    dist.use_cpu_group_without_accelerator()
     accelerator = Accelerator(
         gradient_accumulation_steps=config.train.gradient_accumulation_steps,
         mixed_precision=config.train.mixed_precision,
         log_with=_trackers(config) or None,
         project_config=ProjectConfiguration(project_dir=str(out), logging_dir=str(out / "logs")),
     )
+    dist.check_launch(accelerator)
+    dist.enable_cpu_sharding(accelerator, config.data.batch_size)
+    if accelerator.distributed_type == "FSDP":
+        # FSDP2 gathers weights in forward(); the VAE is trained through encode()/decode(), which bypass it.
+        raise LayeredError("train vae: FSDP does not apply to the VAE; use the DDP (or DeepSpeed ZeRO-2) config")
     set_seed(config.seed)
     if not config.data.path:
         raise LayeredError("no training data: set data.path in the config or pass --data DIR")
@@ -308,8 +315,10 @@ def train_vae(config: Config, resume: bool = False) -> dict:
     progress.close()
     result = {"losses": losses, "start_step": start_step, "step": step, "output": None}
     accelerator.wait_for_everyone()
+    weights = dist.full_state_dict(accelerator, vae)  # collective under FSDP / ZeRO-3: every process
     if accelerator.is_main_process:
-        final = with_latent_stats(accelerator.unwrap_model(vae).eval(), source, config.data.stats_rows)
+        whole = dist.whole_model(accelerator, accelerator.unwrap_model(vae), weights)
+        final = with_latent_stats(whole.eval(), source, config.data.stats_rows)
         with atomic_dir(out / "vae") as tmp:
             final.save_pretrained(tmp, safe_serialization=True)
         result["output"] = str(out / "vae")
