@@ -417,7 +417,11 @@ def _fit_colour(planes: list[_Plane], image: np.ndarray) -> None:
     straight = np.divide(image[:3], np.maximum(image[3], 1e-12), out=np.zeros_like(image[:3]), where=image[3] > 0)
     residual = straight * alpha - acc  # the target keeps the image's colour at the composite's alpha
     todo = (alpha > 0) & (np.abs(residual).max(axis=0) > _SKIP * alpha)
-    if not todo.any():
+    count = int(np.count_nonzero(todo))
+    if count == 0:
+        return
+    if count * 8 < todo.size:  # few pixels to fix (a prediction that is nearly exact): work on those alone
+        _water_fill(planes, vis, residual, todo)
         return
     step = np.divide(residual, norm, out=np.zeros_like(residual), where=todo & (norm > 0))
     for plane, v in zip(planes, vis, strict=True):
