@@ -1,7 +1,7 @@
 """Two CPU processes under the shipped FSDP config (gloo): one loadable pipeline, the doubled-batch weights, resume.
 
 Run alone with `pytest -m multiprocess`. Every run goes through `accelerate launch --config_file` as a user's does,
-with training/configs/accelerate/fsdp.yaml changed only where a CPU needs it (2 processes, no bf16, use_cpu).
+with training/configs/accelerate/fsdp.yaml changed only where a CPU needs it (see `accelerate_config`).
 """
 
 from __future__ import annotations
@@ -29,10 +29,13 @@ ROOT = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.multiprocess
 
 
-def fsdp_config(folder: Path) -> Path:
-    raw = yaml.safe_load((ROOT / "training" / "configs" / "accelerate" / "fsdp.yaml").read_text())
+def accelerate_config(folder: Path, name: str) -> Path:
+    """A shipped accelerate config with only what a CPU needs changed: 2 processes, no bf16, use_cpu."""
+    raw = yaml.safe_load((ROOT / "training" / "configs" / "accelerate" / f"{name}.yaml").read_text())
     raw.update(num_processes=2, mixed_precision="no", use_cpu=True)
-    path = folder / "fsdp2.yaml"
+    if "deepspeed_config" in raw:  # kept equal to train.gradient_accumulation_steps, as the file says
+        raw["deepspeed_config"]["gradient_accumulation_steps"] = 1
+    path = folder / f"{name}-2cpu.yaml"
     path.write_text(yaml.safe_dump(raw))
     return path
 
@@ -43,7 +46,8 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def command(tmp: Path, name: str, data: Path, batch: int, fsdp: bool, steps: int = 4, **settings) -> list[str]:
+def command(tmp: Path, name: str, data: Path, batch: int, launch: str | None, steps: int = 4, **settings) -> list[str]:
+    """`layered train mmdit` of the tiny i2l config: one process, or two under the accelerate config `launch`."""
     raw = yaml.safe_load((ROOT / "training" / "configs" / "tiny_i2l.yaml").read_text())
     raw["data"].update(path=str(data), batch_size=batch, caption_dropout=0.5)
     raw["train"].update(max_steps=steps, report_to=None, checkpoint_every=2)
@@ -54,10 +58,16 @@ def command(tmp: Path, name: str, data: Path, batch: int, fsdp: bool, steps: int
     config = tmp / f"{name}.yaml"
     config.write_text(yaml.safe_dump(raw))
     train = ["-m", "layered", "train", "mmdit", str(config)]
-    if not fsdp:
+    if launch is None:
         return [sys.executable, *train]
-    launch = [sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(fsdp_config(tmp))]
-    return [*launch, "--main_process_port", str(free_port()), *train]
+    accelerate = [
+        sys.executable,
+        "-m",
+        "accelerate.commands.launch",
+        "--config_file",
+        str(accelerate_config(tmp, launch)),
+    ]
+    return [*accelerate, "--main_process_port", str(free_port()), *train]
 
 
 ENV = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
@@ -81,12 +91,22 @@ def files(folder: Path) -> set[str]:
     return {p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file()}
 
 
+def assert_same_weights(ours: Path, reference: Path, **tolerance) -> None:
+    """Two pipeline folders hold the same components with the same tensors (within `tolerance`)."""
+    for component in ("transformer", "vae", "text_encoder"):
+        (weights,) = (ours / component).glob("*.safetensors")
+        a, b = load_file(weights), load_file(reference / component / weights.name)
+        assert a.keys() == b.keys()
+        for key in a:
+            torch.testing.assert_close(a[key], b[key], **tolerance)
+
+
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("fsdp")
     data = write_shards(tmp / "ds", rows=6, layers=[2, 3])
-    printed = run(command(tmp, "two", data, batch=1, fsdp=True))
-    run(command(tmp, "one", data, batch=2, fsdp=False))
+    printed = run(command(tmp, "two", data, batch=1, launch="fsdp"))
+    run(command(tmp, "one", data, batch=2, launch=None))
     return tmp, data, printed
 
 
@@ -97,12 +117,7 @@ def test_fsdp_writes_once_a_pipeline_that_loads_and_equals_one_process_with_doub
     assert losses(two) == pytest.approx(losses(one), rel=1e-4) and len(losses(two)) == 4
     assert files(two / "pipeline") == files(one / "pipeline")  # every component, frozen ones included
     assert (two / "checkpoints" / "checkpoint-4" / "pytorch_model_fsdp_0").is_dir()  # sharded for resume
-    for component in ("transformer", "vae", "text_encoder"):
-        (weights,) = (two / "pipeline" / component).glob("*.safetensors")
-        a, b = load_file(weights), load_file(one / "pipeline" / component / weights.name)
-        assert a.keys() == b.keys()
-        for key in a:
-            torch.testing.assert_close(a[key], b[key], rtol=1e-4, atol=1e-5)
+    assert_same_weights(two / "pipeline", one / "pipeline", rtol=1e-4, atol=1e-5)
     for path in [two / "pipeline", *(two / "pipeline").rglob("*"), *(two / "checkpoints").rglob("*")]:
         assert stat.S_IMODE(path.stat().st_mode) == (0o755 if path.is_dir() else 0o644), path
 
@@ -124,10 +139,7 @@ def test_export_pipeline_from_the_sharded_checkpoint(runs):
     checkpoint = tmp / "two" / "checkpoints" / "checkpoint-4"
     run([sys.executable, "-m", "training.export_pipeline", str(checkpoint), str(target), "--dtype", "float32"])
     assert files(target) == files(tmp / "two" / "pipeline")
-    for component in ("transformer", "vae", "text_encoder"):
-        (weights,) = (target / component).glob("*.safetensors")
-        a, b = load_file(weights), load_file(tmp / "two" / "pipeline" / component / weights.name)
-        assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    assert_same_weights(target, tmp / "two" / "pipeline", rtol=0, atol=0)
 
 
 def _kill_processes_mentioning(text: str) -> int:
@@ -145,7 +157,7 @@ def _kill_processes_mentioning(text: str) -> int:
 
 def test_kill_9_then_resume_gives_the_same_following_losses(runs):
     tmp, data, _ = runs
-    cmd = command(tmp, "killed", data, batch=1, fsdp=True)
+    cmd = command(tmp, "killed", data, batch=1, launch="fsdp")
     process = subprocess.Popen(
         cmd, cwd=ROOT, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
     )
@@ -157,7 +169,7 @@ def test_kill_9_then_resume_gives_the_same_following_losses(runs):
     assert _kill_processes_mentioning(str(tmp / "killed.yaml")) >= 1
     process.wait(timeout=60)
     assert not (out / "pipeline").exists() and not (out / "checkpoints" / "checkpoint-4").exists()
-    printed = run([*command(tmp, "killed", data, batch=1, fsdp=True), "--resume"])
+    printed = run([*command(tmp, "killed", data, batch=1, launch="fsdp"), "--resume"])
     assert "wrote " in printed
     uninterrupted = losses(tmp / "two")
     after = losses(out)
@@ -168,8 +180,8 @@ def test_lora_under_fsdp_writes_adapters_that_load(runs):
     tmp, data, _ = runs
     save_base_pipeline(data, tmp / "base")
     lora = {"model__pretrained": str(tmp / "base"), "lora__rank": 4, "train__learning_rate": 1e-2}
-    run(command(tmp, "lora_two", data, batch=1, fsdp=True, steps=2, **lora))
-    run(command(tmp, "lora_one", data, batch=2, fsdp=False, steps=2, **lora))
+    run(command(tmp, "lora_two", data, batch=1, launch="fsdp", steps=2, **lora))
+    run(command(tmp, "lora_one", data, batch=2, launch=None, steps=2, **lora))
     a = load_file(tmp / "lora_two" / "lora" / "pytorch_lora_weights.safetensors")
     b = load_file(tmp / "lora_one" / "lora" / "pytorch_lora_weights.safetensors")
     assert a.keys() == b.keys() and any("lora_B" in k for k in a)
