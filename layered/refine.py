@@ -215,14 +215,16 @@ def _upsample(
     present = pixels[..., 3] > 0
     rgb, support = pixels[..., :3], present
     crop = (slice(wy0, wy1), slice(wx0, wx1))
-    if not present[crop].all():
+    upscaled = (width, height) != (w0, h0)
+    fill = (slice(None), slice(None)) if upscaled else crop  # resampling reads past the crop: fill it all
+    if not present[fill].all():
         rgb = rgb.copy()
-        rgb[crop] = _spread(rgb[crop], present[crop])
+        rgb[fill] = _spread(rgb[fill], present[fill])
     if margin > 0:
         support = present.copy()
         support[crop] = ndimage.binary_dilation(present[crop], iterations=margin)
     alpha = pixels[..., 3].astype(np.float32) * np.float32(_LEVEL)
-    if (width, height) == (w0, h0):
+    if not upscaled:
         region = (slice(y0, y1), slice(x0, x1))
         alpha, rgb, support = alpha[region], rgb[region], support[region]
     else:
