@@ -82,7 +82,7 @@ def merge(
         raise InputError(f"{out}: exists and is not an empty folder")
     loaded = [read_part(p) for p in parts]
     for part in loaded:
-        if out.resolve() == part["folder"].resolve() or out.resolve().is_relative_to(part["folder"].resolve()):
+        if out.resolve().is_relative_to(part["folder"].resolve()):  # the part itself, or a folder in it
             raise InputError(f"{out}: inside the part {part['folder']}")
     check_parts(loaded, allow_missing)
     shards = [
