@@ -184,6 +184,14 @@ def main() -> None:
     parser.add_argument("--json", type=Path, help="also write the table as JSON here")
     args = parser.parse_args()
     started = time.perf_counter()
+    from layered.errors import LayeredError
+    from psd_pipeline.assets import require_assets
+
+    try:
+        require_assets()
+    except LayeredError as exc:
+        print(f"bench_quality: error: {exc}", file=sys.stderr)
+        sys.exit(2)
 
     inputs = {f"rich {size} px": held_out_designs(args.count, size) for size in args.sizes}
     if args.corpus.is_dir():

@@ -32,8 +32,10 @@ MIN_VISIBLE = 0.25  # each element keeps at least this share of its own area vis
 def make_design(seed: int, index: int, size: int = 256, style: str = "rich") -> LayerStack:
     """Design `index` of `seed` in `style`: a LayerStack (bottom-first) whose every layer is clearly visible."""
     if style == "rich":
+        from psd_pipeline.assets import require_assets
         from psd_pipeline.synth_rich import draw_rich
 
+        require_assets()  # one clear line naming the packages, not FreeType's "cannot open resource"
         return draw_rich(seed, index, size).stack
     if style != "flat":
         raise ValueError(f"unknown synthetic design style {style!r} (one of {', '.join(STYLES)})")

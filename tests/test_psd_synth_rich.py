@@ -163,4 +163,6 @@ def test_missing_font_package_is_one_line_and_exit_2(tmp_path, monkeypatch, caps
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "apt-get install" in err and "fonts-noto-color-emoji" in err
     assert not (tmp_path / "out").exists()
+    with pytest.raises(assets.AssetsMissing, match="apt-get install"):
+        make_design(1, 1, 32)
     assert main(["psd", "synth", "-o", str(tmp_path / "flat"), "--count", "1", "--size", "32", "--style", "flat"]) == 0
