@@ -43,7 +43,7 @@ from scipy import ndimage
 from layered.errors import InputError
 from layered.fileio import to_rgba_array
 from layered.pixels import alpha_bbox
-from layered.stack import Layer, LayerStack, composite
+from layered.stack import Layer, LayerStack
 
 ASPECT_TOLERANCE = 0.1  # relative aspect-ratio difference allowed between the stack and the image
 ROUNDING = 32  # pipelines round working sides to multiples of up to 32 pixels (diffusers' buckets)
@@ -163,8 +163,14 @@ def _premultiplied(rgba: np.ndarray) -> np.ndarray:
 
 
 def _render(stack: LayerStack, index: int) -> np.ndarray:
-    """Layer `index` alone on the working canvas, opacity 1 (its own pixel alpha)."""
-    return composite([stack.layers[index].replace(visible=True, opacity=1.0)], stack.width, stack.height)
+    """Layer `index` alone on the working canvas, opacity 1 (its own pixels, placed; no compositing pass)."""
+    layer, out = stack.layers[index], np.zeros((stack.height, stack.width, 4), np.uint8)
+    x0, y0 = max(layer.x, 0), max(layer.y, 0)
+    x1, y1 = min(layer.x + layer.width, stack.width), min(layer.y + layer.height, stack.height)
+    if x1 > x0 and y1 > y0:
+        out[y0:y1, x0:x1] = layer.pixels[y0 - layer.y : y1 - layer.y, x0 - layer.x : x1 - layer.x]
+    out[..., :3][out[..., 3] == 0] = 0  # as the compositor renders: no colour where there is no alpha
+    return out
 
 
 def _resized(stack: LayerStack, index: int, width: int, height: int) -> Layer:
