@@ -169,7 +169,6 @@ def _render(stack: LayerStack, index: int) -> np.ndarray:
     x1, y1 = min(layer.x + layer.width, stack.width), min(layer.y + layer.height, stack.height)
     if x1 > x0 and y1 > y0:
         out[y0:y1, x0:x1] = layer.pixels[y0 - layer.y : y1 - layer.y, x0 - layer.x : x1 - layer.x]
-    out[..., :3][out[..., 3] == 0] = 0  # as the compositor renders: no colour where there is no alpha
     return out
 
 
