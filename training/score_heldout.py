@@ -2,7 +2,9 @@
 
 For the first --rows rows: the model decomposes the composite into N = ground-truth layers (empty prompt,
 seed 0), the classic method does the same, and the input as one opaque layer is the trivial baseline; all
-three are scored with `layered.metrics` (LayerD) up to --max-merge. Prints JSON.
+three are scored with `layered.metrics` (LayerD) up to --max-merge. The model's layers are scored twice: raw
+(resized to the input, `refine=False`) and refined (`layered.refine`, what `pipe(...)` returns by default),
+each with its recomposition PSNR. Prints JSON.
 
     python -m training.score_heldout layered/assets/demo ds_test --rows 150 --steps 50
 """
@@ -11,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 import time
 
@@ -26,6 +29,8 @@ def score_heldout(model: str, dataset: str, rows: int, steps: int, max_merge: in
     from layered.classic import decompose_classic
     from layered.metrics import evaluate, mean_scores
     from layered.models import load_pipeline
+    from layered.refine import refine
+    from layered.stack import LayerStack
     from training.data import RowReader, index_rows
     from training.vae import psnr
 
@@ -33,21 +38,31 @@ def score_heldout(model: str, dataset: str, rows: int, steps: int, max_merge: in
     pipe.set_progress_bar_config(disable=True)
     reader = RowReader()
     model_scores, one_layer, classic, psnrs, seconds = [], [], [], [], 0.0
+    refined_scores, refined_psnrs, refined_errors, refine_seconds = [], [], [], 0.0
     refs = index_rows(dataset)[:rows]
     for ref in refs:
         row = reader.read(ref)
         composite, layers = row["composite"], row["layers"]
         started = time.perf_counter()
-        stack = pipe(
+        out = pipe(
             image=Image.fromarray(composite),
             layers=len(layers),
             num_inference_steps=steps,
             generator=torch.Generator("cpu").manual_seed(0),
             output_type="np",
-        ).stacks[0]
+            refine=False,
+        )
         seconds += time.perf_counter() - started
+        stack = out.stacks[0]  # the raw layers, resized to the input
         model_scores.append(evaluate(stack, layers, max_merge))
         psnrs.append(psnr(stack.composite()[..., :3] / 255, composite[..., :3] / 255))
+        started = time.perf_counter()  # the same layers at the working size, refined as `pipe(...)` does by default
+        working = LayerStack.from_images(list((np.asarray(out.images[0]) * 255).round().astype(np.uint8)))
+        refined = refine(working, composite)
+        refine_seconds += time.perf_counter() - started
+        refined_scores.append(evaluate(refined, layers, max_merge))
+        refined_psnrs.append(psnr(refined.composite()[..., :3] / 255, composite[..., :3] / 255))
+        refined_errors.append(float(np.mean((refined.composite()[..., :3] / 255 - composite[..., :3] / 255) ** 2)))
         opaque = composite.copy()
         opaque[..., 3] = 255
         one_layer.append(evaluate([opaque], layers, max_merge))
@@ -58,9 +73,20 @@ def score_heldout(model: str, dataset: str, rows: int, steps: int, max_merge: in
         "s_per_image": seconds / max(len(refs), 1),
         "recomposition_psnr": float(np.mean(psnrs)),
         "model": mean_scores(model_scores),
+        "refined_s_per_image": refine_seconds / max(len(refs), 1),
+        # refined layers often recompose bit-exactly (inf dB per image): the PSNR of the pooled error instead
+        "refined_recomposition_psnr": psnr_of_mse(refined_errors),
+        "refined_min_psnr": float(min(refined_psnrs, default=math.nan)),
+        "model_refined": mean_scores(refined_scores),
         "one_layer": mean_scores(one_layer),
         "classic": mean_scores(classic),
     }
+
+
+def psnr_of_mse(errors: list[float]) -> float:
+    """PSNR in dB of the mean of per-image mean squared errors (values in [0, 1]); inf when all are 0."""
+    mse = float(np.mean(errors)) if errors else math.nan
+    return math.inf if mse == 0 else 10 * math.log10(1.0 / mse)
 
 
 def main() -> None:
