@@ -421,7 +421,10 @@ def _fit_colour(planes: list[_Plane], image: np.ndarray) -> None:
         acc[(slice(None),) + plane.region] += plane.colour * v
         alpha[plane.region] += v
         norm[plane.region] += v * v
-    straight = np.divide(image[:3], np.maximum(image[3], 1e-12), out=np.zeros_like(image[:3]), where=image[3] > 0)
+    if image[3].min() >= 1.0:
+        straight = image[:3]  # opaque: premultiplied is straight
+    else:
+        straight = np.divide(image[:3], np.maximum(image[3], 1e-12), out=np.zeros_like(image[:3]), where=image[3] > 0)
     residual = straight * alpha - acc  # the target keeps the image's colour at the composite's alpha
     todo = (alpha > 0) & (np.abs(residual).max(axis=0) > _SKIP * alpha)
     count = int(np.count_nonzero(todo))
