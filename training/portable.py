@@ -93,11 +93,15 @@ def unpack(packed: str | Path, output_dir: str | Path) -> Path:
     from safetensors import safe_open
     from safetensors.torch import load_file
 
+    from layered.ownership import check_output_folder, mark_output_folder
     from training import checkpoint as ckpt
+    from training.cli import TRAIN_MARKER
 
     packed = Path(packed)
     if not (packed / "training_state.json").is_file():
         raise LayeredError(f"not a packed checkpoint (no training_state.json): {packed}")
+    check_output_folder(output_dir, TRAIN_MARKER)  # a user's folder is refused, as `layered train` refuses it
+    mark_output_folder(output_dir, TRAIN_MARKER, "train")  # so that `layered train --resume` takes it as ours
     state = json.loads((packed / "training_state.json").read_text())
     step = int(state["step"])
     final = ckpt.checkpoint_dir(output_dir) / f"checkpoint-{step}"
