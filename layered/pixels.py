@@ -52,3 +52,21 @@ def transform_rgba(
 def resize_rgba(pixels: np.ndarray, size: tuple[int, int], resample: int = Image.Resampling.BICUBIC) -> np.ndarray:
     """Resize RGBA pixels to `size` = (width, height) in premultiplied space."""
     return transform_rgba(pixels, size, resample)
+
+
+def composite_over(
+    pixels: np.ndarray, background: tuple[int, int, int] = (255, 255, 255), *, dtype: type = np.uint8
+) -> np.ndarray:
+    """Straight-alpha RGBA (H x W x 4 uint8) over an opaque colour, as H x W x 3 RGB.
+
+    uint8 (the default) is rounded to nearest: exactly (c*a + bg*(255 - a) + 127) // 255, the formula of a
+    PSD's stored composite. A float dtype gives the unrounded value in [0, 1], for PSNR and SSIM.
+    """
+    alpha = pixels[..., 3:4].astype(np.float32) * np.float32(1 / 255)
+    out = pixels[..., :3] * alpha
+    out += np.asarray(background, np.float32) * (1 - alpha)
+    if np.dtype(dtype) == np.uint8:
+        out += 0.5
+        return out.astype(np.uint8)
+    out *= np.float32(1 / 255)
+    return out.astype(dtype, copy=False)

@@ -10,7 +10,7 @@ import pytest
 from helpers import random_stack
 
 from layered.errors import InputError
-from layered.formats import FORMATS, read_stack, write_stack
+from layered.formats import EXPORT_KINDS, FORMATS, STACK_SUFFIXES, read_stack, write_stack
 from layered.stack import Layer, LayerStack
 
 READABLE = ["psd", "ora", "zip"]
@@ -91,7 +91,9 @@ def test_layer_folder_is_readable_by_read_stack(tmp_path):
 
 
 def test_registered_formats():
-    assert set(FORMATS) == {"psd", "ora", "zip", "pptx"}
+    assert set(EXPORT_KINDS) == {"psd", "ora", "zip", "pptx"}
+    assert set(STACK_SUFFIXES) == {".psd", ".psb", ".ora", ".zip"}
+    assert all(kind in FORMATS for kind in EXPORT_KINDS) and all(s[1:] in FORMATS for s in STACK_SUFFIXES)
 
 
 def test_unknown_suffix_and_missing_file(tmp_path):

@@ -1,11 +1,12 @@
-"""Pixel helpers: bounding boxes and premultiplied resampling."""
+"""Pixel helpers: bounding boxes, premultiplied resampling and compositing over a colour."""
 
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from PIL import Image
 
-from layered.pixels import alpha_bbox, premultiply, resize_rgba, unpremultiply
+from layered.pixels import alpha_bbox, composite_over, premultiply, resize_rgba, unpremultiply
 
 
 def test_alpha_bbox():
@@ -43,3 +44,20 @@ def test_resize_matches_pillow_premultiplied_rgba_resize(rng):
     assert np.abs(ours[..., 3] - ref[..., 3]).max() <= 1
     solid = ref[..., 3] >= 64
     assert np.abs(ours[..., :3] - ref[..., :3])[solid].max() <= 3
+
+
+@pytest.mark.parametrize("background", [(255, 255, 255), (0, 0, 0), (17, 200, 99)])
+def test_composite_over_is_the_psd_formula_and_matches_pil(background):
+    colour, alpha = np.meshgrid(np.arange(256), np.arange(256), indexing="ij")  # every (c, a) pair
+    pixels = np.stack([colour, 255 - colour, colour, alpha], axis=-1).astype(np.uint8)
+    out = composite_over(pixels, background)
+    bg = np.array(background)
+    expected = (pixels[..., :3].astype(int) * alpha[..., None] + bg * (255 - alpha[..., None]) + 127) // 255
+    np.testing.assert_array_equal(out, expected)
+    pil = Image.alpha_composite(Image.new("RGBA", (256, 256), (*background, 255)), Image.fromarray(pixels))
+    assert np.abs(out.astype(int) - np.asarray(pil)[..., :3]).max() <= 1  # PIL rounds its own way
+    exact = composite_over(pixels, background, dtype=np.float64)
+    assert exact.dtype == np.float64 and 0.0 <= exact.min() and exact.max() <= 1.0
+    np.testing.assert_allclose(
+        exact * 255, (pixels[..., :3] * alpha[..., None] + bg * (255 - alpha[..., None])) / 255, atol=1e-3
+    )

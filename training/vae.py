@@ -18,6 +18,8 @@ import numpy as np
 import torch
 
 from layered.errors import LayeredError
+from layered.pixels import composite_over
+from layered.similarity import psnr, ssim
 from training.config import Config
 from training.data import BatchPlan, index_rows, make_buckets, row_seed, to_model_range
 from training.mmdit import TrainingDiverged
@@ -103,44 +105,6 @@ def _lpips(config: Config, device):
     return lpips.LPIPS(net="vgg").to(device).eval().requires_grad_(False), "perceptual loss: LPIPS (vgg)"
 
 
-def psnr(a: np.ndarray, b: np.ndarray) -> float:
-    """PSNR in dB of two images with values in [0, 1] (inf when equal)."""
-    mse = float(np.mean((np.asarray(a, np.float64) - np.asarray(b, np.float64)) ** 2))
-    return math.inf if mse == 0 else 10 * math.log10(1.0 / mse)
-
-
-def gaussian_blur(image: np.ndarray, sigma: float = 1.5, truncate: float = 3.5) -> np.ndarray:
-    """Separable Gaussian filter of a 2-D array, edges mirrored (as scipy.ndimage's mode="reflect")."""
-    radius = int(truncate * sigma + 0.5)
-    x = np.arange(-radius, radius + 1, dtype=np.float64)
-    kernel = np.exp(-0.5 * (x / sigma) ** 2)
-    kernel /= kernel.sum()
-    out = np.asarray(image, np.float64)
-    for axis in (0, 1):
-        pad = [(0, 0), (0, 0)]
-        pad[axis] = (radius, radius)
-        padded = np.pad(out, pad, mode="symmetric")
-        windows = np.lib.stride_tricks.sliding_window_view(padded, 2 * radius + 1, axis=axis)
-        out = windows @ kernel
-    return out
-
-
-def ssim(a: np.ndarray, b: np.ndarray, sigma: float = 1.5) -> float:
-    """Mean SSIM (Wang et al. 2004: Gaussian window sigma 1.5, K1 0.01, K2 0.03) of H x W x C images in [0, 1]."""
-    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
-    c1, c2 = 0.01**2, 0.03**2
-    scores = []
-    for ch in range(a.shape[-1]):
-        x, y = a[..., ch], b[..., ch]
-        mx, my = gaussian_blur(x, sigma), gaussian_blur(y, sigma)
-        vx = gaussian_blur(x * x, sigma) - mx * mx
-        vy = gaussian_blur(y * y, sigma) - my * my
-        cxy = gaussian_blur(x * y, sigma) - mx * my
-        s = ((2 * mx * my + c1) * (2 * cxy + c2)) / ((mx * mx + my * my + c1) * (vx + vy + c2))
-        scores.append(s.mean())
-    return float(np.mean(scores))
-
-
 @torch.no_grad()
 def evaluate_vae(vae, images: list[np.ndarray]) -> dict[str, float]:
     """Reconstruct RGBA uint8 images (posterior mode); PSNR/SSIM over solid colours and alpha soft IoU (means)."""
@@ -154,9 +118,8 @@ def evaluate_vae(vae, images: list[np.ndarray]) -> dict[str, float]:
         out = ((recon.clamp(-1, 1) + 1) * 127.5).round().byte().permute(1, 2, 0).numpy()
         ious.append(soft_iou(out, pixels))
         for color in EVAL_BACKGROUNDS:
-            c = np.array(color, np.float64) / 255
-            ref = _over(pixels, c)
-            rec = _over(out, c)
+            ref = composite_over(pixels, color, dtype=np.float64)
+            rec = composite_over(out, color, dtype=np.float64)
             psnrs.append(psnr(rec, ref))
             ssims.append(ssim(rec, ref))
     finite = [p for p in psnrs if math.isfinite(p)]
@@ -178,11 +141,6 @@ def evaluate_held_out(vae, held, max_layers: int = 256) -> dict[str, float]:
     if layers:
         scores.update({f"layers_{k}": v for k, v in evaluate_vae(vae, layers).items()})
     return scores
-
-
-def _over(pixels: np.ndarray, color: np.ndarray) -> np.ndarray:
-    alpha = pixels[..., 3:].astype(np.float64) / 255
-    return alpha * pixels[..., :3] / 255 + (1 - alpha) * color
 
 
 @torch.no_grad()
