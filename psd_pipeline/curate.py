@@ -9,8 +9,8 @@ from PIL import Image
 
 from layered.classic import layers_overlap as overlaps  # whether two layers share a pixel with alpha > 0
 from layered.pixels import resize_rgba
+from layered.psd.errors import Rejected
 from layered.stack import Layer, LayerStack, composite
-from psd_pipeline.errors import Rejected
 
 
 @dataclasses.dataclass(frozen=True)

@@ -29,10 +29,12 @@ from collections.abc import Iterator
 import numpy as np
 
 from layered.fileio import MAX_PIXELS
+from layered.psd import header as psd_header
+from layered.psd.errors import Rejected, short
+from layered.psd.header import CONVERTIBLE_MODES, PsdHeader
+from layered.psd.layers import why_not_plain
 from layered.stack import Layer, LayerStack, composite
-from psd_pipeline.errors import Rejected
 from psd_pipeline.fidelity import psnr
-from psd_pipeline.header import CONVERTIBLE_MODES, PsdHeader, check_header, read_header
 
 NORMAL_BLENDS = ("NORMAL", "PASS_THROUGH")
 OUTER_EFFECTS = ("DropShadow", "OuterGlow", "Stroke")
@@ -88,23 +90,8 @@ class Extraction:
 
 
 def open_psd(path: str | os.PathLike, max_pixels: int = MAX_PIXELS):
-    """Check the header, then open with psd-tools under an allocation budget; (PSDImage, header)."""
-    from psd_tools import PSDImage
-
-    header = read_header(path)
-    check_header(header, max_pixels)
-    if header.color_mode not in CONVERTIBLE_MODES:
-        raise Rejected("color-mode", f"{header.color_mode} documents are not converted to RGBA")
-    budget = max(256 << 20, max_pixels * 4 * 16)
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            psd = PSDImage.open(path, max_alloc_bytes=budget)
-    except Rejected:
-        raise
-    except Exception as exc:
-        raise Rejected("unreadable", f"psd-tools cannot parse it ({type(exc).__name__}: {_short(exc)})") from None
-    return psd, header
+    """The PSD core's checked open, for the colour modes the builder converts; (PSDImage, header)."""
+    return psd_header.open_psd(path, max_pixels, modes=CONVERTIBLE_MODES)
 
 
 def extract(path: str | os.PathLike, max_pixels: int = MAX_PIXELS, strict_effects: bool = False) -> Extraction:
@@ -161,7 +148,7 @@ def _guarded(function, *args):
     except MemoryError:
         raise Rejected("out-of-memory", "ran out of memory while rendering") from None
     except Exception as exc:
-        raise Rejected("render-error", f"psd-tools failed to render ({type(exc).__name__}: {_short(exc)})") from None
+        raise Rejected("render-error", f"psd-tools failed to render ({type(exc).__name__}: {short(exc)})") from None
 
 
 def _extract(psd, header: PsdHeader, strict_effects: bool, cache: dict, verify: bool = False) -> Extraction:
@@ -280,20 +267,17 @@ def render(psd, members: list | None, viewport: tuple[int, int, int, int] | None
 
 
 def plain_pixels(psd, layer) -> np.ndarray | None:
-    """A plain pixel layer (normal blend, no mask, effects or clipping) read directly, without the compositor.
+    """A plain pixel layer (the core's `why_not_plain`, with a normal blend, not clipped, visible, in an 8-bit RGB
+    or greyscale document) read directly, without the compositor.
 
     Same result as `render(psd, [layer])` (tests check it on the corpus), several times faster. None when
     the layer is not plain.
     """
     if (
-        type(layer).__name__ != "PixelLayer"
+        why_not_plain(layer) is not None
         or psd.depth != 8
         or psd.color_mode.name not in ("RGB", "GRAYSCALE")
         or layer.blend_mode.name != "NORMAL"
-        or layer.has_mask()
-        or layer.has_vector_mask()
-        or layer.has_effects(enabled=False)
-        or layer.has_clip_layers()
         or layer.clipping
         or not layer.is_visible()
     ):
@@ -682,8 +666,3 @@ def _stored_to_srgb(psd, image) -> np.ndarray:
     if alpha is None:
         return rgb
     return np.concatenate([rgb, np.asarray(alpha)[..., None]], axis=2)
-
-
-def _short(exc: BaseException, limit: int = 160) -> str:
-    text = " ".join(str(exc).split())
-    return text[:limit] + ("..." if len(text) > limit else "")

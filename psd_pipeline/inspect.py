@@ -6,8 +6,8 @@ import dataclasses
 import os
 from pathlib import Path
 
-from psd_pipeline.errors import Rejected
-from psd_pipeline.header import read_header
+from layered.psd.errors import Rejected
+from layered.psd.header import read_header
 from psd_pipeline.sample import SampleOptions, best_attempt
 
 

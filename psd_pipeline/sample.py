@@ -14,9 +14,9 @@ import numpy as np
 from PIL import Image
 
 from layered.fileio import MAX_PIXELS
+from layered.psd.errors import Rejected
 from layered.stack import LayerStack
 from psd_pipeline.curate import CurationOptions, curate, downscale_image
-from psd_pipeline.errors import Rejected
 from psd_pipeline.extract import Extraction, extract_variants
 from psd_pipeline.fidelity import psnr
 

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-from layered.fileio import atomic_path
+from layered.psd.writer import write_psd
 from layered.stack import Layer, LayerStack
 
 SHAPES = ("rectangle", "rounded rectangle", "ellipse", "polygon", "star", "text")
@@ -48,19 +48,8 @@ def make_design(seed: int, index: int, size: int = 256, style: str = "rich") -> 
 
 
 def design_to_psd(stack: LayerStack, path: str | os.PathLike) -> Path:
-    """Write `stack` as an 8-bit RGB PSD with one pixel layer per layer and a stored composite, atomically."""
-    from psd_tools import PSDImage
-    from psd_tools.api.layers import PixelLayer
-    from psd_tools.constants import Compression
-
-    psd = PSDImage.new("RGBA", (stack.width, stack.height), color=(255, 255, 255, 255), compression=Compression.RLE)
-    for layer in stack.layers:
-        image = Image.fromarray(np.ascontiguousarray(layer.pixels), "RGBA")
-        psd.append(PixelLayer.frompil(image, psd, layer.name, top=layer.y, left=layer.x))
-    path = Path(path)
-    with atomic_path(path) as tmp:
-        psd.save(tmp)
-    return path
+    """Write `stack` as an 8-bit RGBA PSD with one pixel layer per layer and a stored composite, atomically."""
+    return write_psd(stack, path)
 
 
 def write_designs(

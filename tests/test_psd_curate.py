@@ -7,9 +7,9 @@ import pytest
 from helpers import over_reference
 from PIL import Image
 
+from layered.psd.errors import Rejected
 from layered.stack import Layer, LayerStack
 from psd_pipeline.curate import CurationOptions, curate, overlaps, visible_area
-from psd_pipeline.errors import Rejected
 from psd_pipeline.fidelity import psnr
 
 

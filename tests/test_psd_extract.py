@@ -90,7 +90,7 @@ def test_cmyk_and_16_bit_become_8_bit_rgba(shared_dir):
 
 @pytest.mark.parametrize("name", ["colormodes/4x4_8bit_lab.psd", "colormodes/4x4_1bit_bitmap.psd"])
 def test_unconvertible_colour_modes_are_rejected_with_the_reason(shared_dir, name):
-    from psd_pipeline.errors import Rejected
+    from layered.psd.errors import Rejected
 
     with pytest.raises(Rejected) as info:
         extract(shared_dir / "psd-corpus" / name)

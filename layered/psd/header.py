@@ -1,14 +1,17 @@
-"""Read and check a PSD/PSB file header before psd-tools allocates anything for it."""
+"""File structure: read and check a PSD/PSB header before psd-tools allocates anything, then parse under a budget."""
 
 from __future__ import annotations
 
 import dataclasses
 import os
 import struct
+import warnings
+from collections.abc import Collection
 
 from layered.fileio import MAX_PIXELS
-from psd_pipeline.errors import Rejected
+from layered.psd.errors import Rejected, short
 
+SIGNATURE = b"8BPS"
 # Colour modes as numbered in the PSD header.
 COLOR_MODES = {
     0: "bitmap",
@@ -22,6 +25,7 @@ COLOR_MODES = {
 }
 # Modes whose layers psd-tools renders and converts to 8-bit RGBA.
 CONVERTIBLE_MODES = ("grayscale", "rgb", "cmyk")
+PSD_MAX_SIDE, PSB_MAX_SIDE = 30000, 300000  # pixels per side in a PSD (version 1) and a PSB (version 2)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -50,7 +54,7 @@ def read_header(path: str | os.PathLike) -> PsdHeader:
     if len(data) < 26:
         raise Rejected("not-psd", f"truncated header ({len(data)} bytes)")
     signature, version, _reserved, channels, height, width, depth, mode = struct.unpack(">4sH6sHIIHH", data)
-    if signature != b"8BPS":
+    if signature != SIGNATURE:
         raise Rejected("not-psd", f"not a PSD file (signature {signature!r})")
     if version not in (1, 2):
         raise Rejected("bad-header", f"unknown PSD version {version}")
@@ -63,11 +67,29 @@ def read_header(path: str | os.PathLike) -> PsdHeader:
 
 def check_header(header: PsdHeader, max_pixels: int = MAX_PIXELS) -> None:
     """Refuse empty or oversized canvases from the declared size, before anything is decoded."""
-    limit = 30000 if header.version == 1 else 300000
+    limit = PSD_MAX_SIDE if header.version == 1 else PSB_MAX_SIDE
     if not (1 <= header.width <= limit and 1 <= header.height <= limit):
         raise Rejected("bad-header", f"invalid canvas size {header.width}x{header.height}")
     if header.pixels > max_pixels:
         raise Rejected(
-            "too-large",
-            f"canvas {header.width}x{header.height} is larger than the limit of {max_pixels} pixels (--max-pixels)",
+            "too-large", f"canvas {header.width}x{header.height} is larger than the limit of {max_pixels} pixels"
         )
+
+
+def open_psd(path: str | os.PathLike, max_pixels: int = MAX_PIXELS, *, modes: Collection[str] | None = None):
+    """Check the header (and the colour mode, when `modes` lists those accepted), then open with psd-tools
+    under an allocation budget; (PSDImage, header). Every refusal is Rejected with its reason."""
+    from psd_tools import PSDImage
+
+    header = read_header(path)
+    check_header(header, max_pixels)
+    if modes is not None and header.color_mode not in modes:
+        raise Rejected("color-mode", f"{header.color_mode} documents are not converted to RGBA")
+    budget = max(256 << 20, max_pixels * 4 * 16)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            psd = PSDImage.open(path, max_alloc_bytes=budget)
+    except Exception as exc:  # truncated or corrupt: struct/value/EOF errors from the parser
+        raise Rejected("unreadable", f"psd-tools cannot parse it ({type(exc).__name__}: {short(exc)})") from None
+    return psd, header
