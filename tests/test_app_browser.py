@@ -167,6 +167,19 @@ def test_round_trip_in_the_browser(browser, url, tmp_path):
     context.close()
 
 
+def test_psb_upload_opens_its_layers(browser, url, shared_dir):
+    """The upload offers .psb (Photoshop's large-document format), and a .psb opens as its layers."""
+    path = shared_dir / "psd-corpus" / "2layers.psb"
+    context, page = open_editor(browser, url)
+    accept = page.locator("#upload input[type=file]").get_attribute("accept") or ""
+    assert ".psb" in [suffix.strip() for suffix in accept.split(",")]
+    upload(page, path)
+    wait_status(page, "Opened 2layers.psb")
+    leaves = [layer for layer in PSDImage.open(path).descendants() if not layer.is_group()]
+    assert thumbnails(page) == len(leaves) == 2
+    context.close()
+
+
 def test_two_browser_sessions_do_not_share_layers(browser, url, tmp_path):
     ctx_a, page_a = open_editor(browser, url)
     ctx_b, page_b = open_editor(browser, url)

@@ -99,6 +99,20 @@ def test_open_real_psd_gives_its_layers(shared_dir):
     assert np.array_equal(session.original, stack.composite())
 
 
+@pytest.mark.parametrize("name", ["2layers.psb", "hidden-groups.psb"])
+def test_open_real_psb_gives_its_layers(shared_dir, name):
+    """The editor offers .psb (Photoshop's large-document format): opening one gives the layers psd-tools reads."""
+    path = shared_dir / "psd-corpus" / name
+    session = EditorSession()
+    stack = session.open_file(path)
+    psd = PSDImage.open(path)
+    leaves = [layer for layer in psd.descendants() if not layer.is_group()]
+    assert [layer.name for layer in stack.layers] == [leaf.name for leaf in leaves]
+    assert [layer.visible for layer in stack.layers] == [leaf.is_visible() for leaf in leaves]
+    assert stack.size == psd.size and session.name == path.stem
+    assert np.array_equal(session.original, stack.composite())
+
+
 def test_bad_uploads_keep_the_document(tmp_path, session):
     before = session.stack
     for kind, path in bad_uploads(tmp_path / "bad").items():
@@ -116,7 +130,7 @@ def _error(session, path) -> str:
     return str(info.value)
 
 
-def test_exports_read_back_with_independent_readers(tmp_path, session):
+def test_exports_read_back_with_independent_readers(session):
     session.edit(1, lambda st, i: edits.rename(st, i, "../evil/name"))
     stack = session.stack
     psd = PSDImage.open(session.export("psd"))

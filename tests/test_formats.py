@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from helpers import random_stack
+from helpers import alpha_over_psnr, colour_managed_composite, random_stack
+from psd_tools import PSDImage
 
 from layered.errors import InputError
 from layered.formats import EXPORT_KINDS, FORMATS, STACK_SUFFIXES, read_stack, write_stack
@@ -96,6 +97,22 @@ def test_registered_formats():
     assert all(kind in FORMATS for kind in EXPORT_KINDS) and all(s[1:] in FORMATS for s in STACK_SUFFIXES)
 
 
+@pytest.mark.parametrize("suffix", STACK_SUFFIXES)
+def test_read_stack_reads_every_advertised_suffix(tmp_path, request, suffix):
+    """Each suffix the registry advertises is read: the kinds we write round-trip, and a read-only one (.psb,
+    Photoshop's large-document format) is Photoshop's own file, checked against psd-tools and its stored composite."""
+    kind = suffix[1:]
+    if kind in EXPORT_KINDS:
+        stack = _stack_with_hidden(3)
+        assert_same_stack(read_stack(write_stack(stack, tmp_path / f"out{suffix}")), stack, OPACITY_TOL[kind])
+        return
+    path = request.getfixturevalue("shared_dir") / "psd-corpus" / f"2layers{suffix}"
+    assert path.is_file(), f"no corpus file to read {suffix} with: add a sample for it here"
+    stack, psd = read_stack(path), PSDImage.open(path)
+    assert stack.size == psd.size and [layer.name for layer in stack] == [layer.name for layer in psd.descendants()]
+    assert alpha_over_psnr([stack.composite()], colour_managed_composite(psd)) >= 45
+
+
 def test_unknown_suffix_and_missing_file(tmp_path):
     odd = tmp_path / "layers.xcf"
     odd.write_bytes(b"gimp xcf v011")
@@ -113,7 +130,7 @@ def test_failed_write_leaves_no_file(tmp_path, kind, monkeypatch):
     """Writes are atomic: an error half-way leaves neither the target nor a temporary file behind."""
     import layered.stack
 
-    def broken(*args, **kwargs):
+    def broken(*_args, **_kwargs):
         raise RuntimeError("disk on fire")
 
     monkeypatch.setattr(layered.stack.LayerStack, "composite", broken)

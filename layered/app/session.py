@@ -19,11 +19,12 @@ import numpy as np
 from layered.app.render import ThumbnailCache
 from layered.errors import InputError
 from layered.fileio import open_image, safe_filename, save_png, to_rgba_array
+from layered.formats import EXPORT_KINDS, is_stack_file, read_stack, write_stack
 from layered.stack import Layer, LayerStack
 
 MAX_HISTORY = 50
-STACK_SUFFIXES = (".psd", ".psb", ".ora")
-EXPORT_KINDS = ("psd", "ora", "zip", "pptx", "png")
+COMPOSITE_PNG = "png"  # the editor's one export that is not a layer stack: the composite as a PNG
+EXPORT_CHOICES = (*EXPORT_KINDS, COMPOSITE_PNG)
 
 
 class EditorSession:
@@ -126,7 +127,8 @@ class EditorSession:
     # ---- input and output
 
     def open_file(self, path: str | os.PathLike) -> LayerStack:
-        """Open an upload: a PSD/PSB/ORA as its layers, any other file as an image (one layer).
+        """Open an upload: a layer stack the registry reads (PSD/PSB/ORA/ZIP) as its layers, any other file as
+        an image (one layer).
 
         Bad files raise InputError naming only the file (not the server's upload folder); the session's
         current document is kept.
@@ -143,22 +145,18 @@ class EditorSession:
         return self._export_dir
 
     def export(self, kind: str) -> Path:
-        """Write the current stack as `kind` (psd, ora, zip, pptx, or png for the composite) and return the file."""
-        from layered.formats import FORMATS, write_stack
-
+        """Write the current stack as `kind` (a kind of EXPORT_CHOICES) and return the file."""
         kind = str(kind).lower().lstrip(".")
-        if kind not in EXPORT_KINDS:
-            raise InputError(f"unknown export format {kind!r} (choose from {', '.join(EXPORT_KINDS)})")
+        if kind not in EXPORT_CHOICES:
+            raise InputError(f"unknown export format {kind!r} (choose from {', '.join(EXPORT_CHOICES)})")
         stack = self.require_stack()
         if not stack.layers:
             raise InputError("there are no layers to export")
         folder = Path(tempfile.mkdtemp(dir=self.export_dir()))  # one folder per export: names never clash
-        if kind == "png":
+        if kind == COMPOSITE_PNG:
             path = folder / f"{self.name}-composite.png"
             save_png(stack.composite(), path)
             return path
-        if kind not in FORMATS:
-            raise InputError(f"{kind} export is not available in this installation")
         return write_stack(stack, folder / f"{self.name}.{kind}", kind)
 
     def close(self) -> None:
@@ -170,10 +168,8 @@ class EditorSession:
 
 def load_upload(path: Path) -> tuple[LayerStack, np.ndarray]:
     """(stack, original RGBA) of an uploaded file; errors mention the file's name, not the upload folder."""
-    from layered.formats import read_stack
-
     try:
-        if path.suffix.lower() in STACK_SUFFIXES:
+        if is_stack_file(path):
             stack = read_stack(path)
             if not stack.layers:
                 raise InputError(f"{path}: no layers with pixels in this file")
