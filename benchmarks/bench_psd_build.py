@@ -32,7 +32,9 @@ def naive(corpus: Path) -> None:
 
     warnings.simplefilter("ignore")
     logging.disable(logging.CRITICAL)
-    files = sorted(p for p in corpus.rglob("*") if p.suffix.lower() in (".psd", ".psb"))
+    from layered.formats import PSD_SUFFIXES
+
+    files = sorted(p for p in corpus.rglob("*") if p.suffix.lower() in PSD_SUFFIXES)
     layers = errors = 0
     for path in files:
         try:

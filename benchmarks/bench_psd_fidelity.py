@@ -64,7 +64,9 @@ def main() -> None:
         if dataset is None:
             dataset = Path(tmp) / "dataset"
             start = time.perf_counter()
-            report = build(BuildConfig(args.corpus, dataset, workers=args.workers, progress=False), log=lambda m: None)
+            report = build(
+                BuildConfig(args.corpus, dataset, workers=args.workers, progress=False), log=lambda _message: None
+            )
             seconds = time.perf_counter() - start
             print(f"build: {report['inputs']} files, {report['rows']} rows in {seconds:.1f} s")
         rows = score(args.corpus, dataset, args.strict_topil)

@@ -34,12 +34,12 @@ from pathlib import Path
 
 from layered.errors import InputError, LayeredError
 from layered.fileio import atomic_path
+from layered.formats import PSD_SUFFIXES
 from layered.ownership import check_output_folder
 from psd_pipeline.report import make_report
 from psd_pipeline.sample import SampleOptions, process_file
 from psd_pipeline.shards import row_bytes, write_shard
 
-SUFFIXES = (".psd", ".psb")
 STATE_DIR = ".build"
 BUILD_MARKER = f"{STATE_DIR}/config.json"  # written first: a folder holding it is a build of ours
 BUILD_FILES = ("manifest.jsonl", "failures.jsonl", "report.json")
@@ -72,7 +72,7 @@ def find_inputs(src: str | os.PathLike) -> list[str]:
     for root, dirs, files in os.walk(src):
         dirs[:] = sorted(d for d in dirs if not d.startswith("."))
         for name in files:
-            if name.lower().endswith(SUFFIXES) and not name.startswith("."):
+            if name.lower().endswith(PSD_SUFFIXES) and not name.startswith("."):
                 found.append((Path(root) / name).relative_to(src).as_posix())
     return sorted(found)
 
@@ -334,7 +334,12 @@ def _run_isolated(task: tuple[int, str, str], options: SampleOptions, func: Call
     _index, path, relative = task
     context = multiprocessing.get_context()
     receive, send = context.Pipe(duplex=False)
-    process = context.Process(target=_isolated_main, args=(send, func, path, relative, options, timeout), daemon=True)
+    process = context.Process(
+        target=_isolated_main,
+        args=(send, func, path, relative, options),
+        kwargs={"timeout": timeout},
+        daemon=True,
+    )
     start = time.perf_counter()
     process.start()
     send.close()
@@ -361,7 +366,7 @@ def _run_isolated(task: tuple[int, str, str], options: SampleOptions, func: Call
     return {"record": record, "row": None}
 
 
-def _isolated_main(send, func: Callable, path: str, relative: str, options: SampleOptions, timeout) -> None:
+def _isolated_main(send, func: Callable, path: str, relative: str, options: SampleOptions, *, timeout) -> None:
     _worker_init()
     send.send(run_limited(func, path, relative, options, timeout))
     send.close()

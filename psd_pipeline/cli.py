@@ -86,7 +86,13 @@ def run_synth(args: argparse.Namespace) -> int:
     if args.workers < 1:
         raise InputError("--workers must be at least 1")
     paths = write_designs(
-        Path(args.output), args.count, args.seed, args.size, args.workers, png=args.png, style=args.style
+        Path(args.output),
+        args.count,
+        seed=args.seed,
+        size=args.size,
+        workers=args.workers,
+        png=args.png,
+        style=args.style,
     )
     print(f"wrote {len(paths)} design(s) to {args.output}")
     return 0

@@ -61,7 +61,7 @@ def curate(stack: LayerStack, kinds: list[str], options: CurationOptions) -> Cur
                 f"{len(layers)} layers overlap too much to merge down to {options.max_layers} (--max-layers)",
             )
         i, j = pair
-        merged = _merge(layers[i], layers[j], stack.width, stack.height)
+        merged = _merge(layers[i], layers[j])
         merges.append(f"merged non-overlapping {layers[i].name!r} and {layers[j].name!r}")
         # j (above i) slides down to i: legal because it overlaps none of the layers between them
         layers[i] = merged
@@ -110,7 +110,7 @@ def _area(layer: Layer) -> float:
     return float(layer.width * layer.height)
 
 
-def _merge(a: Layer, b: Layer, width: int, height: int) -> Layer:
+def _merge(a: Layer, b: Layer) -> Layer:
     left, top = min(a.x, b.x), min(a.y, b.y)
     right, bottom = max(a.x + a.width, b.x + b.width), max(a.y + a.height, b.y + b.height)
     shifted = [layer.replace(x=layer.x - left, y=layer.y - top) for layer in (a, b)]

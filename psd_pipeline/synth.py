@@ -15,6 +15,7 @@ import math
 import os
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
@@ -55,6 +56,7 @@ def design_to_psd(stack: LayerStack, path: str | os.PathLike) -> Path:
 def write_designs(
     out: str | os.PathLike,
     count: int,
+    *,
     seed: int = 0,
     size: int = 256,
     workers: int = 1,
@@ -70,20 +72,31 @@ def write_designs(
         raise ValueError(f"unknown synthetic design style {style!r} (one of {', '.join(STYLES)})")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    jobs = [(out, seed, k, size, png, style) for k in range(1, count + 1)]
+    jobs = [_Job(out, seed, k, size, png, style) for k in range(1, count + 1)]
     if workers <= 1 or count < 2:
-        return [_write_one(*job) for job in jobs]
+        return [_write_one(job) for job in jobs]
     with ProcessPoolExecutor(max_workers=workers) as pool:
-        return list(pool.map(_write_one, *zip(*jobs, strict=True), chunksize=16))
+        return list(pool.map(_write_one, jobs, chunksize=16))
 
 
-def _write_one(out: Path, seed: int, k: int, size: int, png: bool, style: str) -> Path:
-    stack = make_design(seed, k, size, style)
-    path = design_to_psd(stack, out / f"design_{k}.psd")
-    if png:
+class _Job(NamedTuple):
+    """Design `index` of `seed` to write into `out` (picklable, for the worker processes)."""
+
+    out: Path
+    seed: int
+    index: int
+    size: int
+    png: bool
+    style: str
+
+
+def _write_one(job: _Job) -> Path:
+    stack = make_design(job.seed, job.index, job.size, job.style)
+    path = design_to_psd(stack, job.out / f"design_{job.index}.psd")
+    if job.png:
         from layered.fileio import save_png
 
-        save_png(stack.composite(), out / f"design_{k}.png")
+        save_png(stack.composite(), job.out / f"design_{job.index}.png")
     return path
 
 

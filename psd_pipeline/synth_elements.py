@@ -309,6 +309,7 @@ def text_element(
     rng: np.random.Generator,
     canvas: int,
     content: str | None = None,
+    *,
     size: float | None = None,
     ink: np.ndarray | None = None,
     plain: bool = False,

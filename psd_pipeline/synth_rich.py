@@ -78,63 +78,89 @@ def _layout(rng: np.random.Generator, size: int, style: str, background: np.ndar
             items.append((e.label[0], len(items) - 1))
     order = sorted(range(len(items)), key=lambda i: (rank(items[i][0].kind), -items[i][0].area, i))
     placed: dict[int, tuple[int, int]] = {}
+    canvas = _Canvas(size)
     layers = [Layer(background, 0, 0, "Background")]
     kinds = [f"background:{style}"]
-    visible: list[np.ndarray] = []  # for each foreground layer, its alpha times what lets it through
-    own: list[float] = []
-    text_boxes: dict[int, tuple[int, int, int, int]] = {}  # item -> box, labels reserved with their parent
     counts: dict[str, int] = {}
     for i in order:
-        element, parent = items[i]
-        h, w = element.pixels.shape[:2]
-        if h > size or w > size:
+        element = items[i][0]
+        spot = next((xy for xy in _candidates(rng, items, i, placed, size) if canvas.fits(element, i, xy)), None)
+        if spot is None:
             continue
-        if parent is not None:
-            if parent not in placed:
-                continue
-            _, dx, dy = items[parent][0].label
-            px, py = placed[parent]
-            candidates = [(px + dx, py + dy)]
-        else:
-            candidates = [
-                (int(rng.integers(0, size - w + 1)), int(rng.integers(0, size - h + 1))) for _ in range(TRIES)
-            ]
-        alpha = element.pixels[..., 3].astype(np.float32) / 255.0
+        canvas.place(element, i, spot)
+        placed[i] = spot
         is_text = rank(element.kind) == RANK_TEXT
-        for x, y in candidates:
-            if not (0 <= x <= size - w and 0 <= y <= size - h):
-                continue
-            box = (x, y, x + w, y + h)
-            if is_text and any(_boxes_meet(box, b) for owner, b in text_boxes.items() if owner != i):
-                continue
-            if element.label is not None and any(
-                _boxes_meet(_label_box(element, x, y), b) for b in text_boxes.values()
-            ):
-                continue
-            lost = [float((v[y : y + h, x : x + w] * alpha).sum()) for v in visible]
-            if all(float(v.sum()) - loss >= MIN_VISIBLE * a for v, loss, a in zip(visible, lost, own, strict=True)):
-                break
-        else:
-            continue
-        for v in visible:
-            v[y : y + h, x : x + w] *= 1.0 - alpha
-        canvas_alpha = np.zeros((size, size), np.float32)
-        canvas_alpha[y : y + h, x : x + w] = alpha
-        visible.append(canvas_alpha)
-        own.append(float(alpha.sum()))
-        placed[i] = (x, y)
-        if is_text:
-            text_boxes[i] = box
-        if element.label is not None:
-            text_boxes[i + 1] = _label_box(element, x, y)
-        kind = "text" if is_text else element.kind
         name = element.name
         if not is_text:
             counts[name] = counts.get(name, 0) + 1
             name = f"{name} {counts[name]}"
-        layers.append(Layer(element.pixels, x, y, name))
-        kinds.append(kind)
+        layers.append(Layer(element.pixels, *spot, name))
+        kinds.append("text" if is_text else element.kind)
     return RichDesign(LayerStack(size, size, tuple(layers)), tuple(kinds))
+
+
+def _candidates(rng: np.random.Generator, items: list, i: int, placed: dict, size: int) -> list[tuple[int, int]]:
+    """Positions to try for item `i`: a label goes where its placed parent puts it, others at TRIES random spots."""
+    element, parent = items[i]
+    h, w = element.pixels.shape[:2]
+    if h > size or w > size:
+        return []
+    if parent is not None:
+        if parent not in placed:
+            return []
+        _, dx, dy = items[parent][0].label
+        px, py = placed[parent]
+        return [(px + dx, py + dy)]
+    return [(int(rng.integers(0, size - w + 1)), int(rng.integers(0, size - h + 1))) for _ in range(TRIES)]
+
+
+@dataclasses.dataclass
+class _Canvas:
+    """What the layout has placed so far: how much of each foreground layer shows, and the boxes text holds."""
+
+    size: int
+    visible: list[np.ndarray] = dataclasses.field(default_factory=list)  # each layer's alpha times what lets it through
+    own: list[float] = dataclasses.field(default_factory=list)  # each layer's own alpha, summed
+    text_boxes: dict[int, tuple[int, int, int, int]] = dataclasses.field(default_factory=dict)  # labels: with parent
+
+    def fits(self, element: el.Element, item: int, spot: tuple[int, int]) -> bool:
+        """Whether `element` at `spot` stays on the canvas, off other text, and leaves every layer visible enough."""
+        (x, y), (h, w) = spot, element.pixels.shape[:2]
+        if not (0 <= x <= self.size - w and 0 <= y <= self.size - h):
+            return False
+        box = (x, y, x + w, y + h)
+        if rank(element.kind) == RANK_TEXT and any(
+            _boxes_meet(box, b) for owner, b in self.text_boxes.items() if owner != item
+        ):
+            return False
+        if element.label is not None and any(
+            _boxes_meet(_label_box(element, x, y), b) for b in self.text_boxes.values()
+        ):
+            return False
+        alpha = _alpha(element)
+        lost = [float((v[y : y + h, x : x + w] * alpha).sum()) for v in self.visible]
+        return all(
+            float(v.sum()) - loss >= MIN_VISIBLE * a for v, loss, a in zip(self.visible, lost, self.own, strict=True)
+        )
+
+    def place(self, element: el.Element, item: int, spot: tuple[int, int]) -> None:
+        """Put `element` at `spot`: it covers what lies below, and its text (or its label's) holds its box."""
+        (x, y), (h, w) = spot, element.pixels.shape[:2]
+        alpha = _alpha(element)
+        for v in self.visible:
+            v[y : y + h, x : x + w] *= 1.0 - alpha
+        canvas_alpha = np.zeros((self.size, self.size), np.float32)
+        canvas_alpha[y : y + h, x : x + w] = alpha
+        self.visible.append(canvas_alpha)
+        self.own.append(float(alpha.sum()))
+        if rank(element.kind) == RANK_TEXT:
+            self.text_boxes[item] = (x, y, x + w, y + h)
+        if element.label is not None:
+            self.text_boxes[item + 1] = _label_box(element, x, y)
+
+
+def _alpha(element: el.Element) -> np.ndarray:
+    return element.pixels[..., 3].astype(np.float32) / 255.0
 
 
 def _background(rng: np.random.Generator, size: int) -> tuple[str, np.ndarray]:

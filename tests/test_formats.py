@@ -11,7 +11,7 @@ from helpers import alpha_over_psnr, colour_managed_composite, random_stack
 from psd_tools import PSDImage
 
 from layered.errors import InputError
-from layered.formats import EXPORT_KINDS, FORMATS, STACK_SUFFIXES, read_stack, write_stack
+from layered.formats import EXPORT_KINDS, FORMATS, PSD_SUFFIXES, STACK_SUFFIXES, read_stack, write_stack
 from layered.stack import Layer, LayerStack
 
 READABLE = ["psd", "ora", "zip"]
@@ -94,6 +94,7 @@ def test_layer_folder_is_readable_by_read_stack(tmp_path):
 def test_registered_formats():
     assert set(EXPORT_KINDS) == {"psd", "ora", "zip", "pptx"}
     assert set(STACK_SUFFIXES) == {".psd", ".psb", ".ora", ".zip"}
+    assert set(PSD_SUFFIXES) == {".psd", ".psb"}
     assert all(kind in FORMATS for kind in EXPORT_KINDS) and all(s[1:] in FORMATS for s in STACK_SUFFIXES)
 
 

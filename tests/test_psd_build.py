@@ -31,7 +31,7 @@ def _manifest(out: Path) -> dict[str, dict]:
 @pytest.fixture(scope="module")
 def corpus_build(shared_dir, tmp_path_factory):
     out = tmp_path_factory.mktemp("corpus") / "dataset"
-    report = build(BuildConfig(shared_dir / "psd-corpus", out, workers=2, progress=False), log=lambda m: None)
+    report = build(BuildConfig(shared_dir / "psd-corpus", out, workers=2, progress=False), log=lambda _message: None)
     return out, report, _manifest(out)
 
 
@@ -179,7 +179,7 @@ def _rows(out: Path) -> list:
 
 def test_synthetic_build_gives_back_the_designs(synth_dir, tmp_path):
     out = tmp_path / "ds"
-    build(BuildConfig(synth_dir, out, workers=2, progress=False), log=lambda m: None)
+    build(BuildConfig(synth_dir, out, workers=2, progress=False), log=lambda _message: None)
     samples = list(iter_samples(out))
     assert len(samples) == 24
     for _id, composite, layers, meta in samples:
@@ -194,15 +194,15 @@ def test_synthetic_build_gives_back_the_designs(synth_dir, tmp_path):
 
 def test_output_does_not_depend_on_workers_and_partitions_cover_the_input(synth_dir, tmp_path):
     one = tmp_path / "one"
-    build(BuildConfig(synth_dir, one, workers=1, progress=False, shard_rows=5), log=lambda m: None)
+    build(BuildConfig(synth_dir, one, workers=1, progress=False, shard_rows=5), log=lambda _message: None)
     two = tmp_path / "two"
-    build(BuildConfig(synth_dir, two, workers=2, progress=False, shard_rows=5), log=lambda m: None)
+    build(BuildConfig(synth_dir, two, workers=2, progress=False, shard_rows=5), log=lambda _message: None)
     assert _rows(one) == _rows(two)
     assert len(list(one.glob("*.parquet"))) == 5  # 24 rows, at most 5 per shard
     ids = []
     for index in range(3):
         part = tmp_path / f"part{index}"
-        build(BuildConfig(synth_dir, part, num_shards=3, shard_index=index, progress=False), log=lambda m: None)
+        build(BuildConfig(synth_dir, part, num_shards=3, shard_index=index, progress=False), log=lambda _message: None)
         ids += [r[0] for r in _rows(part)]
     assert sorted(ids) == sorted(r[0] for r in _rows(one))
     inputs = find_inputs(synth_dir)
@@ -226,7 +226,8 @@ def _processes_mentioning(text: str) -> list[int]:
     return found
 
 
-def test_kill_9_then_resume_gives_the_same_rows(synth_dir, tmp_path):
+@pytest.mark.usefixtures("synth_dir")
+def test_kill_9_then_resume_gives_the_same_rows(tmp_path):
     src = tmp_path / "src"
     write_designs(src, 60, seed=8, size=128, style="flat")
     clean = tmp_path / "clean"
@@ -383,7 +384,7 @@ def test_fuzzed_corpus_files_never_kill_the_build(shared_dir, tmp_path):
     cases += 2
     assert cases == 20
     out = tmp_path / "out"
-    report = build(BuildConfig(src, out, workers=2, progress=False), log=lambda m: None)
+    report = build(BuildConfig(src, out, workers=2, progress=False), log=lambda _message: None)
     manifest = _manifest(out)
     assert len(manifest) == cases and report["inputs"] == cases
     for path, record in manifest.items():
@@ -404,7 +405,7 @@ def test_untrusted_layer_names_never_reach_the_filesystem(tmp_path):
     src.mkdir()
     design_to_psd(LayerStack(48, 48, tuple(layers)), src / "evil.psd")
     out = tmp_path / "deep" / "ds"
-    build(BuildConfig(src, out, progress=False), log=lambda m: None)
+    build(BuildConfig(src, out, progress=False), log=lambda _message: None)
     (_id, _c, _layers, meta) = next(iter_samples(out))
     assert meta["layer_names"][0] == "../../escaped"
     folder = tmp_path / "deep" / "layers"

@@ -13,7 +13,7 @@ from psd_pipeline.curate import CurationOptions, curate, overlaps, visible_area
 from psd_pipeline.fidelity import psnr
 
 
-def _solid(x, y, w, h, color, alpha=255, name=""):
+def _solid(x, y, w, h, color, *, alpha=255, name=""):
     pixels = np.zeros((h, w, 4), np.uint8)
     pixels[..., :3] = color
     pixels[..., 3] = alpha

@@ -15,7 +15,7 @@ def test_iter_samples_matches_datasets(tmp_path):
     import datasets
 
     write_designs(tmp_path / "src", 5, seed=4, size=40, style="flat")
-    build(BuildConfig(tmp_path / "src", tmp_path / "ds", progress=False, shard_rows=2), log=lambda m: None)
+    build(BuildConfig(tmp_path / "src", tmp_path / "ds", progress=False, shard_rows=2), log=lambda _message: None)
     ours = list(iter_samples(tmp_path / "ds"))
     theirs = datasets.load_dataset("parquet", data_files=str(tmp_path / "ds" / "*.parquet"), split="train")
     assert len(ours) == len(theirs) == 5

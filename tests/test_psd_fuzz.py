@@ -47,51 +47,80 @@ def sections(data: bytes) -> dict[str, int]:
     return offsets
 
 
+def _flip(out: bytearray, _where: dict, rng: random.Random) -> None:
+    for _ in range(rng.randint(1, 64)):
+        out[rng.randrange(26, len(out))] ^= 1 << rng.randrange(8)
+
+
+def _truncate(out: bytearray, _where: dict, rng: random.Random) -> None:
+    del out[rng.randrange(0, len(out)) :]
+
+
+def _header(out: bytearray, _where: dict, rng: random.Random) -> None:
+    field, size = rng.choice([(4, 2), (12, 2), (14, 4), (18, 4), (22, 2), (24, 2)])
+    value = rng.choice([0, 1, 3, 7, 0xFFFF, 0x7FFFFFFF, 0xFFFFFFFF, rng.randrange(1 << (8 * size))])
+    out[field : field + size] = (value % (1 << (8 * size))).to_bytes(size, "big")
+
+
+def _length(out: bytearray, where: dict, rng: random.Random) -> None:
+    name = rng.choice(["colour_mode", "resources", "layer_and_mask", "layer_info"])
+    size = 4 if name in ("colour_mode", "resources") else where["wide"]
+    offset = where[name]
+    current = int.from_bytes(out[offset : offset + size], "big")
+    value = rng.choice([0, current + rng.randint(1, 64), max(0, current - rng.randint(1, 64)), (1 << 31) - 1])
+    out[offset : offset + size] = value.to_bytes(size, "big")
+
+
+def _layer_count(out: bytearray, where: dict, rng: random.Random) -> None:
+    offset = where["layer_count"]
+    out[offset : offset + 2] = struct.pack(">h", rng.choice([-32768, -1, 0, 999, 32767, rng.randint(-50, 50)]))
+
+
+def _zero(out: bytearray, where: dict, rng: random.Random) -> None:
+    start = rng.randrange(min(where["layer_count"], len(out) - 1), len(out))
+    end = min(len(out), start + rng.randint(16, 4096))
+    out[start:end] = bytes(end - start)
+
+
+def _splice(out: bytearray, _where: dict, rng: random.Random) -> None:
+    start = rng.randrange(26, len(out))
+    span = bytes(out[start : start + rng.randint(1, 2048)])
+    if rng.random() < 0.5:
+        del out[start : start + len(span)]
+    else:
+        out[start:start] = span
+
+
+def _resources(out: bytearray, where: dict, rng: random.Random) -> None:
+    start, end = where["resources"] + 4, where["layer_and_mask"]
+    for _ in range(rng.randint(1, 32)):
+        if end > start:
+            out[rng.randrange(start, end)] = rng.randrange(256)
+
+
+MUTATIONS = {
+    "flip": _flip,
+    "truncate": _truncate,
+    "header": _header,
+    "length": _length,
+    "layer_count": _layer_count,
+    "zero": _zero,
+    "splice": _splice,
+    "resources": _resources,
+}
+
+
 def mutate(data: bytes, kind: str, rng: random.Random) -> bytes:
     """One mutation of `kind`, drawn from `rng`: bit flips, truncation, header fields, section lengths..."""
     out = bytearray(data)
     where = sections(data)
-    if kind == "flip":
-        for _ in range(rng.randint(1, 64)):
-            out[rng.randrange(26, len(out))] ^= 1 << rng.randrange(8)
-    elif kind == "truncate":
-        del out[rng.randrange(0, len(out)) :]
-    elif kind == "header":
-        field, size = rng.choice([(4, 2), (12, 2), (14, 4), (18, 4), (22, 2), (24, 2)])
-        value = rng.choice([0, 1, 3, 7, 0xFFFF, 0x7FFFFFFF, 0xFFFFFFFF, rng.randrange(1 << (8 * size))])
-        out[field : field + size] = (value % (1 << (8 * size))).to_bytes(size, "big")
-    elif kind == "length":
-        name = rng.choice(["colour_mode", "resources", "layer_and_mask", "layer_info"])
-        size = 4 if name in ("colour_mode", "resources") else where["wide"]
-        offset = where[name]
-        current = int.from_bytes(out[offset : offset + size], "big")
-        value = rng.choice([0, current + rng.randint(1, 64), max(0, current - rng.randint(1, 64)), (1 << 31) - 1])
-        out[offset : offset + size] = value.to_bytes(size, "big")
-    elif kind == "layer_count":
-        offset = where["layer_count"]
-        out[offset : offset + 2] = struct.pack(">h", rng.choice([-32768, -1, 0, 999, 32767, rng.randint(-50, 50)]))
-    elif kind == "zero":
-        start = rng.randrange(min(where["layer_count"], len(out) - 1), len(out))
-        end = min(len(out), start + rng.randint(16, 4096))
-        out[start:end] = bytes(end - start)
-    elif kind == "splice":
-        start = rng.randrange(26, len(out))
-        span = bytes(out[start : start + rng.randint(1, 2048)])
-        if rng.random() < 0.5:
-            del out[start : start + len(span)]
-        else:
-            out[start:start] = span
-    elif kind == "resources":
-        start, end = where["resources"] + 4, where["layer_and_mask"]
-        for _ in range(rng.randint(1, 32)):
-            if end > start:
-                out[rng.randrange(start, end)] = rng.randrange(256)
-    else:
+    if kind not in MUTATIONS:
         raise ValueError(kind)
+    MUTATIONS[kind](out, where, rng)
     return bytes(out)
 
 
-KINDS = ["flip", "truncate", "header", "length", "layer_count", "zero", "splice", "resources"]
+KINDS = list(MUTATIONS)
 
 
 @pytest.fixture(scope="module")

@@ -37,7 +37,7 @@ def test_huge_declared_size_is_refused_before_psd_tools_reads(tmp_path, monkeypa
     path = tmp_path / "huge.psd"
     path.write_bytes(_header(30000, 30000) + b"\0" * 64)
 
-    def never(*args, **kwargs):
+    def never(*_args, **_kwargs):
         raise AssertionError("psd-tools must not be reached")
 
     import psd_tools

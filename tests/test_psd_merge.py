@@ -30,7 +30,7 @@ def source(tmp_path_factory) -> Path:
 
 
 def _build(src: Path, out: Path, **kwargs) -> Path:
-    build(BuildConfig(src, out, progress=False, **kwargs), log=lambda m: None)
+    build(BuildConfig(src, out, progress=False, **kwargs), log=lambda _message: None)
     return out
 
 

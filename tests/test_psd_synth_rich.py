@@ -151,7 +151,7 @@ def test_psd_build_accepts_rich_designs_at_40_db(tmp_path):
     from psd_pipeline.build import BuildConfig, build
 
     write_designs(tmp_path / "src", 12, seed=31, size=64)
-    report = build(BuildConfig(tmp_path / "src", tmp_path / "ds", progress=False), log=lambda m: None)
+    report = build(BuildConfig(tmp_path / "src", tmp_path / "ds", progress=False), log=lambda _message: None)
     assert report["by_outcome"] == {"accepted": 12}
     assert report["psnr_quantiles_accepted"]["p0"] >= 40.0
     assert report["layers_before_histogram"] == report["layers_after_histogram"]  # nothing merged or dropped

@@ -21,6 +21,8 @@ FORMATS = {"psd": "psd", "psb": "psd", "ora": "ora", "zip": "zip", "pptx": "pptx
 # Layer stacks we read (a layer folder is read too, by `read_stack`), and the kinds we write.
 STACK_SUFFIXES = (".psd", ".psb", ".ora", ".zip")
 EXPORT_KINDS = ("psd", "ora", "zip", "pptx")  # .psb is read only: what we write fits in a PSD
+# Photoshop documents (PSD, and PSB, its large-document form): what `layered psd build` reads.
+PSD_SUFFIXES = tuple(suffix for suffix in STACK_SUFFIXES if FORMATS[suffix[1:]] == "psd")
 # What the editor offers to open: an image, or a layer stack to edit.
 UPLOAD_SUFFIXES = IMAGE_SUFFIXES + STACK_SUFFIXES
 

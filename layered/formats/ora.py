@@ -17,6 +17,7 @@ import tempfile
 import xml.etree.ElementTree as ET
 import zipfile
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 from PIL import Image
@@ -108,42 +109,52 @@ def read(path: str | os.PathLike) -> LayerStack:
         if image.tag != "image" or root is None or width <= 0 or height <= 0:
             raise InputError(f"{path}: stack.xml has no <image w h> with a <stack>")
         check_canvas(width, height, path)
-        entries: list[tuple[ET.Element, int, int, float, bool]] = []
-        _collect(root, 0, 0, 1.0, True, entries, path)
-        sources = sorted({element.get("src", "") for element, *_ in entries})
+        entries: list[_Placed] = []
+        _collect(root, _Placed(root, 0, 0, 1.0, True), entries, path)
+        sources = sorted({entry.element.get("src", "") for entry in entries})
         for src in sources:
             if not src.lower().endswith(".png") or src not in names:
                 raise InputError(f"{path}: layer source {src!r} is not a PNG inside the archive")
         extract(zf, tmp, sources, source=path)
-        layers = [_layer(element, dx, dy, opacity, visible, tmp, path) for element, dx, dy, opacity, visible in entries]
+        layers = [_layer(entry, tmp, path) for entry in entries]
     return LayerStack(width, height, tuple(layers))
 
 
-def _collect(stack: ET.Element, dx: int, dy: int, opacity: float, visible: bool, out: list, path: Path) -> None:
-    """Append (layer element, offset, inherited opacity, visibility) bottom-first; nested stacks fold in."""
+class _Placed(NamedTuple):
+    """An element of stack.xml with its offset, opacity and visibility, those of the stacks above folded in."""
+
+    element: ET.Element
+    x: int
+    y: int
+    opacity: float
+    visible: bool
+
+
+def _collect(stack: ET.Element, parent: _Placed, out: list[_Placed], path: Path) -> None:
+    """Append the layer elements of `stack` (placed within `parent`) bottom-first; nested stacks fold in."""
     for child in reversed(list(stack)):  # children are listed top-first
         try:
-            x, y = dx + int(child.get("x", "0")), dy + int(child.get("y", "0"))
+            x, y = parent.x + int(child.get("x", "0")), parent.y + int(child.get("y", "0"))
             own = float(child.get("opacity", "1"))
             if not math.isfinite(own):
                 raise ValueError(f"opacity {own}")
-            alpha = opacity * min(max(own, 0.0), 1.0)
+            alpha = parent.opacity * min(max(own, 0.0), 1.0)
         except ValueError as exc:
             raise InputError(f"{path}: malformed <{child.tag}> in stack.xml ({exc})") from None
-        shown = visible and child.get("visibility", "visible") != "hidden"
+        placed = _Placed(child, x, y, alpha, parent.visible and child.get("visibility", "visible") != "hidden")
         op = child.get("composite-op", "svg:src-over")
         if op != "svg:src-over":
             logger.warning("%s: %s %r: composite-op %s read as svg:src-over", path, child.tag, child.get("name"), op)
         if child.tag == "stack":
-            _collect(child, x, y, alpha, shown, out, path)
+            _collect(child, placed, out, path)
         elif child.tag == "layer":
-            out.append((child, x, y, alpha, shown))
+            out.append(placed)
         else:
             logger.warning("%s: <%s> element skipped (not a pixel layer)", path, child.tag)
 
 
-def _layer(element: ET.Element, x: int, y: int, opacity: float, visible: bool, folder: str, path: Path) -> Layer:
-    src = element.get("src", "")
+def _layer(placed: _Placed, folder: str, path: Path) -> Layer:
+    src = placed.element.get("src", "")
     file = resolve_inside(folder, src)
     with open(file, "rb") as f:
         if f.read(len(_PNG_MAGIC)) != _PNG_MAGIC:
@@ -152,4 +163,4 @@ def _layer(element: ET.Element, x: int, y: int, opacity: float, visible: bool, f
         pixels = to_rgba_array(open_image(file))
     except InputError as exc:  # name the member, not the temporary file
         raise InputError(f"{path}: {str(exc).replace(str(file), src)}") from None
-    return Layer(pixels, x, y, element.get("name", ""), opacity, visible)
+    return Layer(pixels, placed.x, placed.y, placed.element.get("name", ""), placed.opacity, placed.visible)
