@@ -22,7 +22,14 @@ pytest.importorskip("gradio_client")
 from gradio_client import Client, handle_file  # noqa: E402
 from gradio_client.exceptions import AppError  # noqa: E402
 
-PREVIEW, GALLERY, LAYER, VISIBLE, OPACITY, NAME, X, Y, INFO, STATUS, COMPARE = range(11)
+from layered.app.ui import View  # noqa: E402
+
+# A client gets a handler's View without its session (a gr.State stays on the server): positions by field name.
+API_FIELDS = tuple(field for field in View._fields if field != "session")
+PREVIEW, GALLERY, LAYER, VISIBLE, OPACITY, NAME, X, Y, INFO, STATUS, COMPARE = (
+    API_FIELDS.index(field)
+    for field in ("preview", "gallery", "layer", "visible", "opacity", "name", "x", "y", "info", "status", "compare")
+)
 CLASSIC = ("classic", "demo", "auto", 50, 0, 4.0, 0, "")
 
 

@@ -9,9 +9,11 @@ were. Every event has an `api_name`, so `gradio_client` can drive the editor.
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 import os
 from pathlib import Path
+from typing import Any, NamedTuple
 
 import gradio as gr
 import numpy as np
@@ -19,13 +21,12 @@ import numpy as np
 from layered import edits
 from layered.app import decompose as dec
 from layered.app import render
-from layered.app.session import EditorSession, load_layer_image
+from layered.app.session import EXPORT_CHOICES, EditorSession, load_layer_image
 from layered.errors import LayeredError
+from layered.formats import IMAGE_SUFFIXES, UPLOAD_SUFFIXES
 
 log = logging.getLogger("layered.app")
 
-UPLOAD_TYPES = [".png", ".jpg", ".jpeg", ".webp", ".psd", ".psb", ".ora"]
-IMAGE_TYPES = [".png", ".jpg", ".jpeg", ".webp"]
 LAYER_CHOICES = ["auto"] + [str(n) for n in range(1, dec.MAX_LAYERS + 1)]
 BEFORE, AFTER = "original", "edited"
 CSS = """
@@ -35,6 +36,24 @@ CSS = """
 
 
 # ---- the view: everything a handler returns ---------------------------------------------------------
+
+
+class View(NamedTuple):
+    """What every editing handler returns, by name. `build_app` makes a View of the output components
+    (`view_outputs`), so each value goes to the component of the same field, whatever the order."""
+
+    session: Any  # the gr.State: the EditorSession
+    preview: Any
+    gallery: Any
+    layer: Any  # the selected-layer dropdown (a gr.update with its choices)
+    visible: Any
+    opacity: Any
+    name: Any
+    x: Any
+    y: Any
+    info: Any  # the layer data as JSON
+    status: Any
+    compare: Any
 
 
 def _session(session: EditorSession | None) -> EditorSession:
@@ -76,35 +95,41 @@ def layer_data(session: EditorSession) -> dict:
     }
 
 
-def view(session: EditorSession, status: str = "", before: bool = False) -> tuple:
-    """The outputs of every editing handler, in the order of `EditorUI.view_outputs`."""
+NO_LAYER = {"visible": True, "opacity": 1.0, "name": "", "x": 0, "y": 0}  # the controls with no layer selected
+
+
+def view(session: EditorSession, status: str = "", before: bool = False) -> View:
+    """The outputs of every editing handler: a `View`, sent to the components of `view_outputs` in `build_app`."""
     stack = session.stack
     if stack is None:
         empty = gr.update(choices=[], value=None)
-        return (session, None, [], empty, True, 1.0, "", 0, 0, layer_data(session), status, AFTER)
+        return View(
+            session=session,
+            preview=None,
+            gallery=[],
+            layer=empty,
+            **NO_LAYER,
+            info=layer_data(session),
+            status=status,
+            compare=AFTER,
+        )
     image = session.original if before and session.original is not None else stack.composite()
     order = list(reversed(range(len(stack))))  # the panel lists layers top-first
     thumbs = [(session.thumbnails.get(stack, i), layer_label(stack, i)) for i in order]
     choices = [(layer_label(stack, i), i) for i in order]
+    controls = NO_LAYER
     if stack.layers:
         layer = stack.layers[session.selected]
-        controls = (True, layer.visible, layer.opacity, layer.name, layer.x, layer.y)
-    else:
-        controls = (False, True, 1.0, "", 0, 0)
-    has_layer, visible, opacity, name, x, y = controls
-    return (
-        session,
-        render.preview(image),
-        thumbs,
-        gr.update(choices=choices, value=session.selected if has_layer else None),
-        visible,
-        opacity,
-        name,
-        x,
-        y,
-        layer_data(session),
-        status,
-        BEFORE if before else AFTER,
+        controls = {"visible": layer.visible, "opacity": layer.opacity, "name": layer.name, "x": layer.x, "y": layer.y}
+    return View(
+        session=session,
+        preview=render.preview(image),
+        gallery=thumbs,
+        layer=gr.update(choices=choices, value=session.selected if stack.layers else None),
+        **controls,
+        info=layer_data(session),
+        status=status,
+        compare=BEFORE if before else AFTER,
     )
 
 
@@ -115,7 +140,7 @@ def _message(exc: BaseException) -> str:
     return f"internal error: {type(exc).__name__}: {exc}"
 
 
-def respond(session: EditorSession | None, action) -> tuple:
+def respond(session: EditorSession | None, action) -> View:
     """Run `action(session) -> status text` and return the view; on any error keep the layers, show why."""
     session = _session(session)
     try:
@@ -156,7 +181,7 @@ def _progress(progress) -> dec.Progress:
     return report
 
 
-def decompose(
+def decompose(  # noqa: PLR0913, PLR0917 (Gradio passes one positional argument per input component)
     session,
     method,
     model,
@@ -186,7 +211,7 @@ def decompose(
     return respond(session, act)
 
 
-def decompose_layer(
+def decompose_layer(  # noqa: PLR0913, PLR0917 (Gradio passes one positional argument per input component)
     session,
     index,
     method,
@@ -392,13 +417,9 @@ def _whole(value, name: str) -> int:
 
 
 def export_kinds() -> list[str]:
-    """Export formats offered: pptx only when python-pptx is installed."""
-    import importlib.util
-
-    kinds = ["psd", "ora", "zip"]
-    if importlib.util.find_spec("pptx") is not None:
-        kinds.append("pptx")
-    return kinds + ["png"]
+    """Export formats offered: the session's choices, pptx only when python-pptx is installed."""
+    has_pptx = importlib.util.find_spec("pptx") is not None
+    return [kind for kind in EXPORT_CHOICES if kind != "pptx" or has_pptx]
 
 
 def build_app(model: str = "demo", concurrency: int = 1, examples: list[str] | None = None) -> gr.Blocks:
@@ -411,7 +432,7 @@ def build_app(model: str = "demo", concurrency: int = 1, examples: list[str] | N
         )
         with gr.Row():
             with gr.Column(scale=3, min_width=260):
-                upload = gr.File(label="Open image, PSD or ORA", file_types=UPLOAD_TYPES, elem_id="upload")
+                upload = gr.File(label="Open image, PSD or ORA", file_types=list(UPLOAD_SUFFIXES), elem_id="upload")
                 if examples:
                     gr.Examples(examples=[[e] for e in examples], inputs=[upload], label="Examples")
                 with gr.Accordion("Decompose", open=True):
@@ -481,11 +502,27 @@ def build_app(model: str = "demo", concurrency: int = 1, examples: list[str] | N
                     delete_btn = gr.Button("Delete", variant="stop", size="sm", elem_id="delete")
                     merge_btn = gr.Button("Merge down", size="sm", elem_id="merge-down")
                 with gr.Row():
-                    replacement = gr.File(label="Replace with image", file_types=IMAGE_TYPES, elem_id="replacement")
+                    replacement = gr.File(
+                        label="Replace with image", file_types=list(IMAGE_SUFFIXES), elem_id="replacement"
+                    )
                     replace_btn = gr.Button("Replace", size="sm", elem_id="replace")
                 split_btn = gr.Button("Decompose this layer further", elem_id="split")
 
-        outputs = [state, preview, gallery, layer, visible, opacity, name, x, y, info, status, compare_radio]
+        view_outputs = View(
+            session=state,
+            preview=preview,
+            gallery=gallery,
+            layer=layer,
+            visible=visible,
+            opacity=opacity,
+            name=name,
+            x=x,
+            y=y,
+            info=info,
+            status=status,
+            compare=compare_radio,
+        )
+        outputs = list(view_outputs)  # a handler's View goes to these by field
         settings = [method, model_box, layers, steps, seed, guidance, resolution, prompt]
 
         def on(trigger, fn, inputs, api_name, **kwargs):
@@ -528,6 +565,7 @@ def build_app(model: str = "demo", concurrency: int = 1, examples: list[str] | N
 
 
 def launch(
+    *,
     host: str = "127.0.0.1",
     port: int = 7860,
     model: str = "demo",
