@@ -13,7 +13,8 @@ import numpy as np
 
 def psnr(a: np.ndarray, b: np.ndarray) -> float:
     """PSNR in dB of two images with values in [0, 1] (inf when equal)."""
-    mse = float(np.mean((np.asarray(a, np.float64) - np.asarray(b, np.float64)) ** 2))
+    diff = np.subtract(a, b, dtype=np.float64)  # one float64 array: an 8192 x 8192 check stays affordable
+    mse = float(np.mean(np.square(diff, out=diff)))
     return math.inf if mse == 0 else 10 * math.log10(1.0 / mse)
 
 
