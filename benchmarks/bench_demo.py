@@ -39,6 +39,7 @@ def main() -> None:
     import torch
 
     from layered.classic import decompose_classic
+    from layered.decompose import Settings, call_pipeline
     from layered.models import load_pipeline
     from layered.pipeline import LayeredPipeline  # noqa: F401  (import cost counted here, not in the load)
 
@@ -51,18 +52,11 @@ def main() -> None:
     pipe.set_progress_bar_config(disable=True)
     size = int(pipe.config.default_resolution)
 
-    from PIL import Image
-
-    image = Image.fromarray(held_out_design(size).composite())
+    rgba = held_out_design(size).composite()
+    settings = Settings(method="model", layers=args.layers, steps=args.steps)
 
     def decompose():
-        return pipe(
-            image=image,
-            layers=args.layers,
-            num_inference_steps=args.steps,
-            generator=torch.Generator("cpu").manual_seed(0),
-            output_type="np",
-        )
+        return call_pipeline(pipe, rgba, settings)
 
     decompose()  # warm-up
     times = []
@@ -72,9 +66,6 @@ def main() -> None:
         times.append(time.perf_counter() - started)
     per_image = min(times)
 
-    import numpy as np
-
-    rgba = np.asarray(image.convert("RGBA"))
     started = time.perf_counter()
     decompose_classic(rgba, args.layers)
     classic_s = time.perf_counter() - started

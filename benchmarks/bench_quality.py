@@ -72,13 +72,13 @@ def corpus_samples(folder: Path, max_side: int = 256) -> list[tuple[np.ndarray, 
     return out
 
 
-def oracle(image, truth, kinds):
+def oracle(_image, truth, kinds):
     from psd_pipeline.synth_rich import canonical_order
 
     return truth.replace(layers=tuple(truth[i] for i in canonical_order(truth, kinds)))
 
 
-def one_layer(image, truth, kinds):
+def one_layer(image, _truth, _kinds):
     from layered.stack import Layer, LayerStack
 
     opaque = image.copy()
@@ -86,7 +86,7 @@ def one_layer(image, truth, kinds):
     return LayerStack(image.shape[1], image.shape[0], (Layer(opaque, 0, 0, "image"),))
 
 
-def classic(image, truth, kinds, layers=None):
+def classic(image, truth, _kinds, layers=None):
     from layered.classic import decompose_classic
 
     return decompose_classic(image, layers=len(truth) if layers is None else layers)
@@ -97,14 +97,14 @@ def model_methods(model: str, steps: int) -> dict[str, Callable]:
 
     Both rows share one model call per image; each row's time includes it.
     """
-    import torch
+    import dataclasses
 
-    from layered.models import load_pipeline
+    from layered.decompose import Settings, call_pipeline, load_model
     from layered.pixels import resize_rgba
     from layered.stack import Layer, LayerStack
 
-    pipe = load_pipeline(model, dtype=torch.float32)
-    pipe.set_progress_bar_config(disable=True)
+    settings = Settings(method="model", model=model, steps=steps, refine=False, device="cpu", dtype="float32")
+    pipe = load_model(settings)
     cache: dict[int, tuple[LayerStack, float]] = {}
 
     def predict(image, truth) -> tuple[LayerStack, float]:
@@ -113,20 +113,14 @@ def model_methods(model: str, steps: int) -> dict[str, Callable]:
         if key in cache:
             return cache[key]
         started = time.perf_counter()
-        out = pipe(
-            image=Image.fromarray(image),
-            layers=len(truth),
-            num_inference_steps=steps,
-            generator=torch.Generator("cpu").manual_seed(0),
-            output_type="pil",
-        )
-        arrays = [np.asarray(im.convert("RGBA")) for im in out.images[0]]
+        out = call_pipeline(pipe, image, dataclasses.replace(settings, layers=len(truth)))
+        arrays = list((np.asarray(out.images[0]) * 255).round().astype(np.uint8))  # as numpy_to_pil rounds
         height, width = arrays[0].shape[:2]
         stack = LayerStack(width, height, tuple(Layer(a, 0, 0, f"layer {i}") for i, a in enumerate(arrays)))
         cache[key] = (stack, time.perf_counter() - started)
         return stack, 0.0
 
-    def raw(image, truth, kinds):
+    def raw(image, truth, _kinds):
         working, seconds = predict(image, truth)
         size = (image.shape[1], image.shape[0])
         layers = tuple(layer.replace(pixels=resize_rgba(layer.pixels, size)) for layer in working)
@@ -139,7 +133,7 @@ def model_methods(model: str, steps: int) -> dict[str, Callable]:
         return methods
     from layered.refine import refine
 
-    def refined(image, truth, kinds):
+    def refined(image, truth, _kinds):
         working, seconds = predict(image, truth)
         return refine(working, image), seconds
 

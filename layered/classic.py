@@ -32,10 +32,12 @@ import math
 import numpy as np
 from PIL import Image, ImageDraw
 
+from layered.decompose import CLASSIC_AUTO_LAYERS, parse_layers
 from layered.errors import InputError
+from layered.pixels import composite_over
 from layered.stack import Layer, LayerStack
 
-MAX_AUTO_LAYERS = 12
+MAX_AUTO_LAYERS = CLASSIC_AUTO_LAYERS  # "auto" ends with at most this many layers (layered.decompose)
 _FLAT_TOL = 10  # max channel difference (0-255) to every 4-neighbour for a pixel to count as flat
 _PALETTE_MERGE = 28.0  # palette colours closer than this (0-255 RGB Euclidean) are one colour
 _MAX_PALETTE = 64
@@ -54,10 +56,12 @@ def decompose_classic(
 ) -> LayerStack:
     """Decompose an image into a bottom-first LayerStack: an opaque background plate + one layer per colour group.
 
-    `layers` is "auto" (at most `max_layers`) or an exact count N >= 1 (N = 1: the opaque image).
+    `layers` is "auto" (at most `max_layers`) or an exact count N (N = 1: the opaque image), by the one
+    layer-count rule of `layered.decompose.parse_layers` (1 to 20).
     `min_area` is the speck size as a fraction of the image; images with alpha are flattened over white.
     """
-    count = _parse_layers(layers)
+    count = parse_layers(layers)
+    count = None if count == "auto" else count
     rgb = _to_rgb(image)
     height, width = rgb.shape[:2]
     if count == 1:
@@ -78,10 +82,10 @@ def decompose_classic(
         groups.merge(target=count, max_layers=count)
     order = groups.order()
     owner = groups.owner_map()
-    fills = groups.fills(order)
+    fills = groups.fills()
     if count is not None and len(order) < count:
         owner, order = _split_to(owner, order, count, groups)
-    stack = _synthesise(rgb, owner, order, fills, groups, factor)
+    stack = _synthesise(rgb, owner, order, fills, groups=groups, factor=factor)
     # layers that do not overlap can go in any order without changing the composite: larger lower
     return stack.replace(layers=tuple(stack[i] for i in occlusion_order(stack)))
 
@@ -138,19 +142,6 @@ def _analyse(small: np.ndarray, flat: np.ndarray, speck: int, palette_merge: flo
     return groups
 
 
-def _parse_layers(layers: int | str) -> int | None:
-    if isinstance(layers, str):
-        if layers.strip().lower() == "auto":
-            return None
-        try:
-            layers = int(layers)
-        except ValueError:
-            raise InputError(f"layers must be a positive integer or 'auto', got {layers!r}") from None
-    if isinstance(layers, bool) or not isinstance(layers, (int, np.integer)) or layers < 1:
-        raise InputError(f"layers must be a positive integer or 'auto', got {layers!r}")
-    return int(layers)
-
-
 def _to_rgb(image: np.ndarray | Image.Image) -> np.ndarray:
     """H x W x 3 uint8; alpha is flattened over white (a transparent pixel reads as white paper)."""
     if isinstance(image, Image.Image):
@@ -163,8 +154,7 @@ def _to_rgb(image: np.ndarray | Image.Image) -> np.ndarray:
     if image.ndim != 3 or image.shape[2] not in (3, 4) or image.shape[0] < 1 or image.shape[1] < 1:
         raise InputError(f"image must be H x W, H x W x 3 or H x W x 4, got shape {image.shape}")
     if image.shape[2] == 4:
-        alpha = image[..., 3:4].astype(np.float32) / 255.0
-        image = (image[..., :3] * alpha + 255.0 * (1.0 - alpha) + 0.5).astype(np.uint8)
+        image = composite_over(image)
     return np.ascontiguousarray(image)
 
 
@@ -405,6 +395,28 @@ class _Groups:
 
     def detect_semi_transparent(self) -> None:
         """Find pairs X, Y of adjacent groups that are one translucent shape over two touching groups U, V."""
+        taken: dict[int, float] = {}
+        bg = self.background()
+        for _, opacity, gx, gy, u, v in self._translucent_candidates():
+            gx, gy = self.find(gx), self.find(gy)
+            if gx == gy or bg in (gx, gy):
+                continue
+            if any(g in taken and abs(taken[g] - opacity) > 0.06 for g in (gx, gy)):
+                continue
+            if gx in self.semi or gy in self.semi:
+                members = {**self.semi.get(gx, (0, {}))[1], **self.semi.get(gy, (0, {}))[1]}
+            else:
+                members = {}
+            members.setdefault(gx, u)
+            members.setdefault(gy, v)
+            self.semi.pop(gx, None)
+            self.semi.pop(gy, None)
+            self._union(gx, gy)
+            self.semi[gx] = (opacity, members)
+            taken[gx] = taken[gy] = opacity
+
+    def _translucent_candidates(self) -> list[tuple[float, float, int, int, int, int]]:
+        """(fit error, opacity, X, Y, U, V) for every flat X, Y, U, V that fit X - Y = k (U - V), best first."""
         adj = self._group_adjacency()
         neighbours: dict[int, set[int]] = {g: set() for g in self.alive}
         for x, y in adj:
@@ -424,26 +436,7 @@ class _Groups:
                         fit = _fit_translucent(self.colour[gx], self.colour[gy], self.colour[u], self.colour[v])
                         if fit is not None:
                             candidates.append((fit[1], fit[0], gx, gy, u, v))
-        candidates.sort()
-        taken: dict[int, float] = {}
-        bg = self.background()
-        for _, opacity, gx, gy, u, v in candidates:
-            gx, gy = self.find(gx), self.find(gy)
-            if gx == gy or bg in (gx, gy):
-                continue
-            if any(g in taken and abs(taken[g] - opacity) > 0.06 for g in (gx, gy)):
-                continue
-            if gx in self.semi or gy in self.semi:
-                members = {**self.semi.get(gx, (0, {}))[1], **self.semi.get(gy, (0, {}))[1]}
-            else:
-                members = {}
-            members.setdefault(gx, u)
-            members.setdefault(gy, v)
-            self.semi.pop(gx, None)
-            self.semi.pop(gy, None)
-            self._union(gx, gy)
-            self.semi[gx] = (opacity, members)
-            taken[gx] = taken[gy] = opacity
+        return sorted(candidates)
 
     def merge_soft_borders(self, img: np.ndarray) -> None:
         """Unite groups whose shared border is no edge: the image changes across it by at most _SOFT_JUMP
@@ -569,8 +562,9 @@ class _Groups:
         hit = mask[ys[inside], xs[inside]].sum()
         return float(hit) / max(1, len(ys))
 
-    def fills(self, order: list[int]) -> dict[int, np.ndarray]:
-        """Analysis-resolution masks each group covers beyond its own pixels (amodal fill under upper groups)."""
+    def fills(self) -> dict[int, np.ndarray]:
+        """Analysis-resolution masks each group covers beyond its own pixels (amodal fill under upper groups),
+        by the ranks of the last `order()`."""
         rank = self._rank
         rg = self.final_region_group()
         h, w = self.regions.shape
@@ -779,7 +773,7 @@ def _fill(values: np.ndarray, known: np.ndarray, first: int = 1) -> np.ndarray:
     return np.ascontiguousarray(filled[:h, :w], dtype=np.float32)
 
 
-def _synthesise(rgb, owner_small, order, fills, groups, factor) -> LayerStack:
+def _synthesise(rgb, owner_small, order, fills, *, groups, factor) -> LayerStack:
     """Build the full-resolution layers bottom-first; edge alpha by projection, colours solved to recompose."""
     height, width = rgb.shape[:2]
     image = rgb.astype(np.float32) * (1.0 / 255.0)

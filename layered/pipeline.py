@@ -35,16 +35,17 @@ from diffusers.pipelines.qwenimage.pipeline_qwenimage_layered import calculate_d
 from diffusers.utils import BaseOutput
 from diffusers.utils.torch_utils import randn_tensor
 
+from layered.decompose import MAX_LAYERS, MODEL_AUTO_LAYERS, OFFLOAD_MODES, parse_layers, whole_number
+from layered.errors import InputError
 from layered.fileio import atomic_path
 from layered.layer_tools import AUTO_TOLERANCE, prune_layers, split_layer
-from layered.pixels import resize_rgba
+from layered.pixels import composite_over, resize_rgba
 from layered.refine import refine as refine_to_image
 from layered.stack import LayerStack
 
 FALLBACK_PROMPT = ""  # what `layered train` feeds for a dropped caption: the model knows it
 STOCK_BUCKETS = (640, 1024)  # at these resolutions sides round to multiples of 32, exactly like the stock pipeline
-OFFLOAD_MODES = ("none", "model", "sequential", "group")
-DEFAULT_MAX_LAYERS = 8
+DEFAULT_MAX_LAYERS = MODEL_AUTO_LAYERS  # what layers="auto" decomposes into before pruning (layered.decompose)
 # diffusers' custom-pipeline reference written into every saved model_index.json, and the module it names
 PIPELINE_MODULE = "pipeline_layered"
 PIPELINE_CLASS_NAME = [PIPELINE_MODULE, "LayeredPipeline"]
@@ -108,8 +109,8 @@ def condition_rgba(image: PIL.Image.Image, background: tuple[int, int, int] | No
     rgba = image.convert("RGBA")
     if background is None:
         return rgba
-    base = PIL.Image.new("RGBA", rgba.size, tuple(int(c) for c in background) + (255,))
-    return PIL.Image.alpha_composite(base, rgba)
+    flat = composite_over(np.asarray(rgba), tuple(int(c) for c in background))
+    return PIL.Image.fromarray(flat).convert("RGBA")
 
 
 def _per_input(value: Any, count: int, name: str) -> list:
@@ -134,6 +135,94 @@ def _is_empty_prompt(prompt: str | None) -> bool:
     return prompt is None or not str(prompt).strip()
 
 
+def _check_call(image: Any, prompt: Any, prompt_embeds: Any, *, output_type: str, num_images_per_prompt: int) -> None:
+    """The argument checks of `__call__` that need no model."""
+    if image is None:
+        raise ValueError("LayeredPipeline decomposes an image: pass `image`")
+    if output_type not in ("pil", "np", "pt", "latent"):
+        raise ValueError(f"output_type must be 'pil', 'np', 'pt' or 'latent', got {output_type!r}")
+    if prompt is not None and prompt_embeds is not None:
+        raise ValueError("pass either `prompt` or `prompt_embeds`, not both")
+    if num_images_per_prompt < 1:
+        raise ValueError("num_images_per_prompt must be at least 1")
+
+
+def _layer_counts(layers: Any, count: int, max_layers: int) -> tuple[list[int], list[bool]]:
+    """Per input: how many layers to decompose into, and whether they were "auto" (then pruned), by the one
+    layer-count rule (`layered.decompose.parse_layers`); "auto" decomposes into `max_layers`."""
+    counts, auto = [], []
+    try:
+        for value in _per_input(layers, count, "layers"):
+            n = parse_layers(value)
+            auto.append(n == "auto")
+            counts.append(whole_number(max_layers, "max_layers", 1, MAX_LAYERS) if n == "auto" else n)
+    except InputError as exc:
+        raise ValueError(str(exc)) from None
+    return counts, auto
+
+
+def _groups(sizes: list[tuple[int, int]], layer_counts: list[int]) -> dict[tuple, list[int]]:
+    """The inputs that share a working size and a layer count run as one batch: ((h, w), n) -> input indices."""
+    groups: dict[tuple, list[int]] = {}
+    for i, key in enumerate(zip(sizes, layer_counts, strict=True)):
+        groups.setdefault(key, []).append(i)
+    return groups
+
+
+@dataclass
+class _Texts:
+    """The text side of one call: per-input texts or user embeddings, and the negative side when guided."""
+
+    prompts: list[str] | None  # resolved, one per input (None with user embeddings)
+    embeds: torch.Tensor | None
+    mask: torch.Tensor | None
+    negatives: list | None
+    neg_embeds: torch.Tensor | None
+    neg_mask: torch.Tensor | None
+    guided: bool
+    max_sequence_length: int
+
+
+@dataclass
+class _TextCondition:
+    """One batch's text embeddings (and the negative ones for classifier-free guidance)."""
+
+    embeds: torch.Tensor
+    mask: torch.Tensor | None
+    neg_embeds: torch.Tensor | None = None
+    neg_mask: torch.Tensor | None = None
+
+
+@dataclass
+class _Sampling:
+    """What every batch of one call samples with."""
+
+    device: torch.device
+    per_image: int
+    num_inference_steps: int
+    sigmas: list[float] | None
+    cfg_scale: float | None  # None: no classifier-free guidance
+    cfg_normalize: bool
+    callback: Callable | None
+    callback_inputs: Sequence[str]
+
+
+def _stacks(outputs: list, inputs: list, auto: list[bool], *, per_image: int, refine: bool, auto_tolerance: float):
+    """(images, stacks) per output row: "auto" rows pruned (images too), each stack refined to its input or resized."""
+    images, stacks = [], []
+    for row, (layer_images, pixels) in enumerate(outputs):
+        i = row // per_image
+        stack = LayeredPipeline._to_stack(pixels, None if refine else inputs[i].size)
+        if auto[i]:
+            stack, kept = prune_layers(stack, auto_tolerance)
+            layer_images = [layer_images[k] for k in kept] if isinstance(layer_images, list) else layer_images[kept]
+        if refine:
+            stack = refine_to_image(stack, inputs[i])
+        images.append(layer_images)
+        stacks.append(stack)
+    return images, stacks
+
+
 class LayeredPipeline(QwenImageLayeredPipeline):
     """Qwen-Image-Layered decomposition: `pipe(image, layers=4)` -> `.images` and `.stacks` (bottom-first).
 
@@ -143,7 +232,9 @@ class LayeredPipeline(QwenImageLayeredPipeline):
 
     _optional_components = ["text_encoder", "tokenizer", "processor"]
 
-    def __init__(self, scheduler, vae, text_encoder, tokenizer, processor, transformer, default_resolution: int = 640):
+    def __init__(
+        self, *, scheduler, vae, text_encoder, tokenizer, processor, transformer, default_resolution: int = 640
+    ):
         super().__init__(
             scheduler=scheduler,
             vae=vae,
@@ -215,6 +306,7 @@ class LayeredPipeline(QwenImageLayeredPipeline):
         self,
         prompt: str | list[str],
         device: torch.device | None = None,
+        *,
         num_images_per_prompt: int = 1,
         prompt_embeds: torch.Tensor | None = None,
         prompt_embeds_mask: torch.Tensor | None = None,
@@ -273,6 +365,7 @@ class LayeredPipeline(QwenImageLayeredPipeline):
         self,
         offload: str = "none",
         device: str | torch.device | None = None,
+        *,
         layerwise_fp8: bool = False,
         vae_slicing: bool = False,
         vae_tiling: bool = False,
@@ -317,7 +410,7 @@ class LayeredPipeline(QwenImageLayeredPipeline):
     # ----------------------------------------------------------------------------- the call
 
     @torch.no_grad()
-    def __call__(
+    def __call__(  # noqa: PLR0913, PLR0917 (diffusers' explicit pipeline arguments, as QwenImageLayeredPipeline)
         self,
         image: Any = None,
         prompt: str | list[str] | None = None,
@@ -365,30 +458,14 @@ class LayeredPipeline(QwenImageLayeredPipeline):
         With `refine` (default) each stack is refined to its input (`layered.refine`): at the input's own size,
         recomposing it within 1/255; `refine=False` gives the raw layers resized. `images` stay at working size.
         """
-        if image is None:
-            raise ValueError("LayeredPipeline decomposes an image: pass `image`")
-        if output_type not in ("pil", "np", "pt", "latent"):
-            raise ValueError(f"output_type must be 'pil', 'np', 'pt' or 'latent', got {output_type!r}")
+        _check_call(image, prompt, prompt_embeds, output_type=output_type, num_images_per_prompt=num_images_per_prompt)
         if isinstance(callback_on_step_end, (PipelineCallback, MultiPipelineCallbacks)):
             callback_on_step_end_tensor_inputs = callback_on_step_end.tensor_inputs
-        if prompt is not None and prompt_embeds is not None:
-            raise ValueError("pass either `prompt` or `prompt_embeds`, not both")
-        if num_images_per_prompt < 1:
-            raise ValueError("num_images_per_prompt must be at least 1")
-
         inputs = _image_list(image)
         count = len(inputs)
         per_image = num_images_per_prompt
-        originals = [im.size for im in inputs]
         condition = [condition_rgba(im, background) for im in inputs]
-        layer_counts, auto = [], []
-        for value in _per_input(layers, count, "layers"):
-            is_auto = isinstance(value, str) and value == "auto"
-            n = max_layers if is_auto else value
-            if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
-                raise ValueError(f"layers must be a positive integer or 'auto', got {value!r}")
-            layer_counts.append(int(n))
-            auto.append(is_auto)
+        layer_counts, auto = _layer_counts(layers, count, max_layers)
         sizes = [self.working_size(im.size, resolution, height, width) for im in condition]
         for h, w in sizes:
             self.check_inputs(
@@ -412,90 +489,94 @@ class LayeredPipeline(QwenImageLayeredPipeline):
         device = self._execution_device
 
         resized = [self.image_processor.resize(im, h, w) for im, (h, w) in zip(condition, sizes, strict=True)]
-        # text conditions, one per input (never captioned when embeddings are given)
+        guided = self._guided(true_cfg_scale, negative_prompt, negative_prompt_embeds)
+        captions = None  # text conditions, one per input (never captioned when embeddings are given)
         if prompt_embeds is None:
-            texts = self._resolve_prompts(_per_input(prompt, count, "prompt"), resized, use_en_prompt, device)
-        has_negative = negative_prompt is not None or negative_prompt_embeds is not None
-        do_cfg = true_cfg_scale > 1 and has_negative
-        if has_negative and not do_cfg:
-            self.logger_warning("a negative prompt is ignored: classifier-free guidance needs true_cfg_scale > 1")
-        negatives = _per_input(negative_prompt, count, "negative_prompt") if negative_prompt is not None else None
-
-        # group the inputs that share a working size and a layer count: they run as one batch
-        groups: dict[tuple, list[int]] = {}
-        for i in range(count):
-            groups.setdefault((sizes[i], layer_counts[i]), []).append(i)
+            captions = self._resolve_prompts(_per_input(prompt, count, "prompt"), resized, use_en_prompt, device)
+        texts = _Texts(
+            prompts=captions,
+            embeds=prompt_embeds,
+            mask=prompt_embeds_mask,
+            negatives=None if negative_prompt is None else _per_input(negative_prompt, count, "negative_prompt"),
+            neg_embeds=negative_prompt_embeds,
+            neg_mask=negative_prompt_embeds_mask,
+            guided=guided,
+            max_sequence_length=max_sequence_length,
+        )
+        groups = _groups(sizes, layer_counts)
         if latents is not None and len(groups) > 1:
             raise ValueError("`latents` can only be given when all images share a size and a layer count")
+        sampling = _Sampling(
+            device=device,
+            per_image=per_image,
+            num_inference_steps=num_inference_steps,
+            sigmas=sigmas,
+            cfg_scale=true_cfg_scale if guided else None,
+            cfg_normalize=cfg_normalize,
+            callback=callback_on_step_end,
+            callback_inputs=callback_on_step_end_tensor_inputs,
+        )
 
         outputs: list = [None] * (count * per_image)
         for ((h, w), n), members in groups.items():
             rows = [i * per_image + k for i in members for k in range(per_image)]
-            if prompt_embeds is not None:
-                embeds, mask = self._select_embeds(prompt_embeds, prompt_embeds_mask, members, count, per_image)
-                embeds = embeds.to(device=device, dtype=self._text_dtype())
-            else:
-                embeds, mask = self._encode_texts([texts[i] for i in members], device, per_image, max_sequence_length)
-            neg_embeds = neg_mask = None
-            if do_cfg:
-                if negative_prompt_embeds is not None:
-                    neg_embeds, neg_mask = self._select_embeds(
-                        negative_prompt_embeds, negative_prompt_embeds_mask, members, count, per_image
-                    )
-                    neg_embeds = neg_embeds.to(device=device, dtype=self._text_dtype())
-                else:
-                    neg_texts = [negatives[i] if not _is_empty_prompt(negatives[i]) else " " for i in members]
-                    if self.text_encoder is None:
-                        raise ValueError("a negative prompt needs a text encoder (or pass negative_prompt_embeds)")
-                    neg_embeds, neg_mask = self._encode_texts(neg_texts, device, per_image, max_sequence_length)
+            text = self._text_condition(texts, members, count=count, sampling=sampling)
             cond = torch.cat([self.image_processor.preprocess(resized[i], h, w) for i in members])
             group_generator = [generator[r] for r in rows] if isinstance(generator, list) else generator
             final = self._denoise(
                 cond.unsqueeze(2),
-                embeds,
-                mask,
-                neg_embeds,
-                neg_mask,
-                n,
-                h,
-                w,
-                per_image,
-                group_generator,
-                latents,
-                device,
-                num_inference_steps,
-                sigmas,
-                true_cfg_scale if do_cfg else None,
-                cfg_normalize,
-                callback_on_step_end,
-                callback_on_step_end_tensor_inputs,
+                text,
+                layers=n,
+                height=h,
+                width=w,
+                generator=group_generator,
+                latents=latents,
+                sampling=sampling,
             )
             decoded = self._decode(final, h, w, n, output_type)
             for j, row in enumerate(rows):
                 outputs[row] = decoded[j]
 
         self.maybe_free_model_hooks()
-        images, stacks = [], None
         if output_type == "latent":
-            images = outputs
+            images, stacks = outputs, None
         else:
-            stacks = []
-            for row, (layer_images, pixels) in enumerate(outputs):
-                i = row // per_image
-                stack = self._to_stack(pixels, None if refine else originals[i])
-                if auto[i]:
-                    stack, kept = prune_layers(stack, auto_tolerance)
-                    layer_images = (
-                        [layer_images[k] for k in kept] if isinstance(layer_images, list) else layer_images[kept]
-                    )
-                if refine:
-                    stack = refine_to_image(stack, inputs[i])
-                images.append(layer_images)
-                stacks.append(stack)
+            images, stacks = _stacks(
+                outputs, inputs, auto, per_image=per_image, refine=refine, auto_tolerance=auto_tolerance
+            )
         images = _batch_images(images, output_type)
         if not return_dict:
             return images, stacks
         return LayeredPipelineOutput(images=images, stacks=stacks)
+
+    def _guided(self, true_cfg_scale: float, negative_prompt: Any, negative_prompt_embeds: Any) -> bool:
+        """True classifier-free guidance runs with true_cfg_scale > 1 and a negative prompt (as stock)."""
+        has_negative = negative_prompt is not None or negative_prompt_embeds is not None
+        guided = true_cfg_scale > 1 and has_negative
+        if has_negative and not guided:
+            self.logger_warning("a negative prompt is ignored: classifier-free guidance needs true_cfg_scale > 1")
+        return guided
+
+    def _text_condition(self, texts: _Texts, members: list[int], *, count: int, sampling: _Sampling):
+        """The text embeddings of the inputs `members` (user-given rows, or encoded), negative ones when guided."""
+        device, per_image, length = sampling.device, sampling.per_image, texts.max_sequence_length
+        if texts.embeds is not None:
+            embeds, mask = self._select_embeds(texts.embeds, texts.mask, members, count, per_image)
+            embeds = embeds.to(device=device, dtype=self._text_dtype())
+        else:
+            embeds, mask = self._encode_texts([texts.prompts[i] for i in members], device, per_image, length)
+        if not texts.guided:
+            return _TextCondition(embeds, mask)
+        if texts.neg_embeds is not None:
+            neg_embeds, neg_mask = self._select_embeds(texts.neg_embeds, texts.neg_mask, members, count, per_image)
+            neg_embeds = neg_embeds.to(device=device, dtype=self._text_dtype())
+        else:
+            negatives = [texts.negatives[i] for i in members]
+            neg_texts = [text if not _is_empty_prompt(text) else " " for text in negatives]
+            if self.text_encoder is None:
+                raise ValueError("a negative prompt needs a text encoder (or pass negative_prompt_embeds)")
+            neg_embeds, neg_mask = self._encode_texts(neg_texts, device, per_image, length)
+        return _TextCondition(embeds, mask, neg_embeds, neg_mask)
 
     def logger_warning(self, message: str) -> None:
         from diffusers.utils import logging
@@ -522,26 +603,19 @@ class LayeredPipeline(QwenImageLayeredPipeline):
     def _denoise(
         self,
         image: torch.Tensor,
-        embeds,
-        mask,
-        neg_embeds,
-        neg_mask,
+        text: _TextCondition,
+        *,
         layers: int,
         height: int,
         width: int,
-        per_image: int,
         generator,
-        latents,
-        device,
-        num_inference_steps: int,
-        sigmas,
-        cfg_scale: float | None,
-        cfg_normalize: bool,
-        callback,
-        callback_inputs,
+        latents: torch.Tensor | None,
+        sampling: _Sampling,
     ) -> torch.Tensor:
         """Flow-matching sampling of `layers` + 1 frames for one same-size batch; returns packed latents."""
         dtype = self._text_dtype()
+        device, per_image = sampling.device, sampling.per_image
+        embeds = text.embeds
         batch = image.shape[0] * per_image
         channels = self.transformer.config.in_channels // 4
         image = image.to(device=device, dtype=self.vae.dtype)
@@ -560,9 +634,10 @@ class LayeredPipeline(QwenImageLayeredPipeline):
         frame = (1, grid_h // 2, grid_w // 2)
         img_shapes = [[frame] * (layers + 1) + [(1, lat_h // 2, lat_w // 2)]] * batch
 
-        sigmas = np.linspace(1.0, 0, num_inference_steps + 1)[:-1] if sigmas is None else sigmas
+        sigmas = sampling.sigmas
+        sigmas = np.linspace(1.0, 0, sampling.num_inference_steps + 1)[:-1] if sigmas is None else sigmas
         mu = (image_latents.shape[1] / 256) ** 0.5  # condition tokens relative to a 256 x 256 image
-        timesteps, num_inference_steps = retrieve_timesteps(self.scheduler, None, device, sigmas=sigmas, mu=mu)
+        timesteps, _ = retrieve_timesteps(self.scheduler, None, device, sigmas=sigmas, mu=mu)
         self._num_timesteps = len(timesteps)
         guidance = None
         if self.transformer.config.guidance_embeds:
@@ -571,14 +646,14 @@ class LayeredPipeline(QwenImageLayeredPipeline):
             guidance = torch.full([batch], self.guidance_scale, device=device, dtype=torch.float32)
         is_rgb = torch.zeros(batch, dtype=torch.long, device=device)  # 0: RGBA frames (the layered task)
 
-        def predict(text, text_mask, model_input, timestep, name):
+        def predict(states, states_mask, model_input, timestep, name):
             with self.transformer.cache_context(name):
                 out = self.transformer(
                     hidden_states=model_input,
                     timestep=timestep / 1000,
                     guidance=guidance,
-                    encoder_hidden_states_mask=text_mask,
-                    encoder_hidden_states=text,
+                    encoder_hidden_states_mask=states_mask,
+                    encoder_hidden_states=states,
                     img_shapes=img_shapes,
                     attention_kwargs=self.attention_kwargs,
                     additional_t_cond=is_rgb,
@@ -594,20 +669,20 @@ class LayeredPipeline(QwenImageLayeredPipeline):
                 self._current_timestep = t
                 model_input = torch.cat([latents, image_latents], dim=1)
                 timestep = t.expand(batch).to(latents.dtype)
-                noise_pred = predict(embeds, mask, model_input, timestep, "cond")
-                if cfg_scale is not None:
-                    uncond = predict(neg_embeds, neg_mask, model_input, timestep, "uncond")
-                    combined = uncond + cfg_scale * (noise_pred - uncond)
-                    if cfg_normalize:
+                noise_pred = predict(embeds, text.mask, model_input, timestep, "cond")
+                if sampling.cfg_scale is not None:
+                    uncond = predict(text.neg_embeds, text.neg_mask, model_input, timestep, "uncond")
+                    combined = uncond + sampling.cfg_scale * (noise_pred - uncond)
+                    if sampling.cfg_normalize:
                         scale = torch.norm(noise_pred, dim=-1, keepdim=True) / torch.norm(
                             combined, dim=-1, keepdim=True
                         )
                         combined = combined * scale
                     noise_pred = combined
                 latents = self.scheduler.step(noise_pred, t, latents, return_dict=False)[0].to(dtype)
-                if callback is not None:
+                if sampling.callback is not None:
                     tensors = {"latents": latents, "prompt_embeds": embeds}
-                    result = callback(self, step, t, {k: tensors[k] for k in callback_inputs})
+                    result = sampling.callback(self, step, t, {k: tensors[k] for k in sampling.callback_inputs})
                     latents = result.pop("latents", latents)
                     embeds = result.pop("prompt_embeds", embeds)
                 progress.update()

@@ -13,10 +13,11 @@ import json
 import numpy as np
 import pytest
 import torch
-from PIL import Image
 
+from layered.decompose import Settings, decomposer
 from layered.metrics import evaluate, mean_scores
 from layered.models import DEMO_DIR, load_pipeline
+from layered.similarity import psnr
 from psd_pipeline.synth import make_design
 
 DESIGNS = range(8)
@@ -31,11 +32,6 @@ def pipe():
     pipe = load_pipeline("demo")
     pipe.set_progress_bar_config(disable=True)
     return pipe
-
-
-def psnr(a: np.ndarray, b: np.ndarray) -> float:
-    mse = np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2)
-    return float("inf") if mse == 0 else 10 * np.log10(255.0**2 / mse)
 
 
 def test_folder_is_small_fp16_safetensors_with_a_model_card():
@@ -59,15 +55,9 @@ def test_decomposes_held_out_designs(pipe):
     for index in DESIGNS:
         truth = make_design(seed=1000, index=index, size=pipe.config.default_resolution, style="flat")
         composite = truth.composite()
-        out = pipe(
-            image=Image.fromarray(composite),
-            layers=len(truth),
-            num_inference_steps=STEPS,
-            generator=torch.Generator("cpu").manual_seed(0),
-            output_type="np",
-        ).stacks[0]
+        out = decomposer(Settings(method="model", layers=len(truth), steps=STEPS), pipeline=pipe)(composite)
         assert len(out) == len(truth) and out.size == truth.size
-        psnrs.append(psnr(out.composite()[..., :3], composite[..., :3]))
+        psnrs.append(psnr(out.composite()[..., :3] / 255, composite[..., :3] / 255))
         scores.append(evaluate(out, truth, max_merge=0))
     iou = mean_scores(scores)[0]["soft_iou"]
     assert np.mean(psnrs) >= PSNR_FLOOR_DB, psnrs

@@ -12,6 +12,7 @@ each with its recomposition PSNR. Prints JSON.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import math
 import sys
@@ -23,19 +24,16 @@ from layered.errors import LayeredError
 
 
 def score_heldout(model: str, dataset: str, rows: int, steps: int, max_merge: int = 2) -> dict:
-    import torch
-    from PIL import Image
-
     from layered.classic import decompose_classic
+    from layered.decompose import Settings, call_pipeline, load_model
     from layered.metrics import evaluate, mean_scores
-    from layered.models import load_pipeline
     from layered.refine import refine
+    from layered.similarity import psnr
     from layered.stack import LayerStack
     from training.data import RowReader, index_rows
-    from training.vae import psnr
 
-    pipe = load_pipeline(model, dtype=torch.float32)
-    pipe.set_progress_bar_config(disable=True)
+    settings = Settings(method="model", model=model, steps=steps, refine=False, device="cpu", dtype="float32")
+    pipe = load_model(settings)
     reader = RowReader()
     model_scores, one_layer, classic, psnrs, seconds = [], [], [], [], 0.0
     refined_scores, refined_psnrs, refined_errors, refine_seconds = [], [], [], 0.0
@@ -44,14 +42,7 @@ def score_heldout(model: str, dataset: str, rows: int, steps: int, max_merge: in
         row = reader.read(ref)
         composite, layers = row["composite"], row["layers"]
         started = time.perf_counter()
-        out = pipe(
-            image=Image.fromarray(composite),
-            layers=len(layers),
-            num_inference_steps=steps,
-            generator=torch.Generator("cpu").manual_seed(0),
-            output_type="np",
-            refine=False,
-        )
+        out = call_pipeline(pipe, composite, dataclasses.replace(settings, layers=len(layers)))
         seconds += time.perf_counter() - started
         stack = out.stacks[0]  # the raw layers, resized to the input
         model_scores.append(evaluate(stack, layers, max_merge))

@@ -196,7 +196,16 @@ def decompose(  # noqa: PLR0913, PLR0917 (Gradio passes one positional argument 
     """Split the opened image into layers (classic method or a diffusion model)."""
 
     def act(s: EditorSession) -> str:
-        settings = dec.Settings.parse(method, model, layers, steps, seed, guidance, resolution, prompt)
+        settings = dec.Settings(
+            method=method,
+            model=model,
+            layers=layers,
+            steps=steps,
+            seed=seed,
+            guidance=guidance,
+            resolution=resolution,
+            prompt=prompt,
+        )
         s.require_stack()
         s.cancel.clear()
         try:
@@ -227,7 +236,16 @@ def decompose_layer(  # noqa: PLR0913, PLR0917 (Gradio passes one positional arg
     """Split the selected layer again (recursive decomposition); the other layers are untouched."""
 
     def act(s: EditorSession) -> str:
-        settings = dec.Settings.parse(method, model, layers, steps, seed, guidance, resolution, prompt)
+        settings = dec.Settings(
+            method=method,
+            model=model,
+            layers=layers,
+            steps=steps,
+            seed=seed,
+            guidance=guidance,
+            resolution=resolution,
+            prompt=prompt,
+        )
         i = s.check_index(index)
         before = s.require_stack()
         s.cancel.clear()

@@ -7,26 +7,29 @@ are split across processes with `PartialState().split_between_processes`.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 from pathlib import Path
 
+from layered.decompose import (
+    DEFAULT_METHOD,
+    DTYPES,
+    MAX_LAYERS,
+    OFFLOAD_MODES,
+    Decomposer,
+    Settings,
+    decomposer,
+    parse_layers,
+)
 from layered.errors import InputError
-
-# The demo model becomes the default only once it beats the classic method (DESIGN.md).
-DEFAULT_METHOD = "classic"
-DTYPES = ("auto", "float32", "bfloat16", "float16")
 
 
 def _layers(text: str) -> int | str:
-    if text.strip().lower() == "auto":
-        return "auto"
+    """argparse's reading of --layers: the one layer-count rule of `layered.decompose`."""
     try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer or 'auto', got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer or 'auto', got {text!r}")
-    return value
+        return parse_layers(text)
+    except InputError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -41,7 +44,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--model", default=None, metavar="ID|PATH", help="demo, qwen-image-layered, a Hub id or a folder"
     )
-    parser.add_argument("--layers", type=_layers, default="auto", metavar="N|auto", help="layer count (default: auto)")
+    parser.add_argument(
+        "--layers",
+        type=_layers,
+        default="auto",
+        metavar="N|auto",
+        help=f"layer count, 1 to {MAX_LAYERS} (default: auto)",
+    )
     parser.add_argument("--steps", type=int, default=50, metavar="N", help="denoising steps (model; default: 50)")
     parser.add_argument("--seed", type=int, default=0, metavar="N", help="random seed (model; default: 0)")
     parser.add_argument(
@@ -56,9 +65,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--device", default="auto", help="cpu, cuda, cuda:1... (default: auto)")
     parser.add_argument("--dtype", choices=DTYPES, default="auto", help="model dtype (default: bfloat16 on GPU)")
-    parser.add_argument(
-        "--offload", choices=("none", "model", "sequential", "group"), default="none", help="CPU offload (model)"
-    )
+    parser.add_argument("--offload", choices=OFFLOAD_MODES, default="none", help="CPU offload (model)")
     parser.add_argument(
         "--recursive",
         type=int,
@@ -74,75 +81,44 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def _exports(text: str) -> tuple[str, ...]:
-    from layered.formats import FORMATS
-
-    kinds = tuple(dict.fromkeys(k.strip().lower().lstrip(".") for k in text.split(",") if k.strip()))
-    unknown = [k for k in kinds if k not in FORMATS]
-    if unknown:
-        raise InputError(f"unknown export format {', '.join(unknown)} (choose from {', '.join(FORMATS) or 'none'})")
-    return kinds
-
-
 def _distributed() -> bool:
     return int(os.environ.get("WORLD_SIZE", "1")) > 1
 
 
-def _classic(layers, refine: bool = True):
-    try:
-        from layered.classic import decompose_classic
-    except ImportError:
-        raise InputError("the classic method is not available in this installation: use --method model") from None
-    from layered.refine import refine as refine_to_image
+def _settings(args: argparse.Namespace) -> Settings:
+    """The command line as `layered.decompose.Settings` (the CLI runs without classifier-free guidance)."""
+    return Settings(
+        method=args.method or ("model" if args.model else DEFAULT_METHOD),
+        model=args.model or "demo",
+        layers=args.layers,
+        steps=args.steps,
+        seed=args.seed,
+        resolution=args.resolution,
+        prompt=args.prompt,
+        refine=args.refine,
+        device=args.device,
+        dtype=args.dtype,
+        offload=args.offload,
+    )
 
-    def decompose(rgba):
-        stack = decompose_classic(rgba, layers)  # exact already; refinement is the same last step as the model's
-        return refine_to_image(stack, rgba) if refine else stack.replace(working_size=stack.size, refined=False)
 
-    return decompose, decompose
+def _decomposers(settings: Settings) -> tuple[Decomposer, Decomposer]:
+    """(whole images, over white; recursive splits, keeping the layer's alpha)."""
+    if settings.method == "model":
+        from diffusers.utils import logging as diffusers_logging
+        from transformers.utils import logging as transformers_logging
 
-
-def _model(args: argparse.Namespace, device):
-    import PIL.Image
-    import torch
-    from diffusers.utils import logging as diffusers_logging
-    from transformers.utils import logging as transformers_logging
-
-    from layered.models import load_pipeline
-
-    diffusers_logging.disable_progress_bar()
-    transformers_logging.disable_progress_bar()
-    dtype = args.dtype
-    if dtype == "auto":
-        dtype = "bfloat16" if device.type == "cuda" else "float32"
-    pipe = load_pipeline(args.model or "demo", dtype=getattr(torch, dtype))
-    pipe.set_progress_bar_config(disable=True)
-    pipe.configure_memory(offload=args.offload, device=device)
-
-    def run(rgba, background):
-        generator = torch.Generator("cpu").manual_seed(args.seed)
-        return pipe(
-            image=PIL.Image.fromarray(rgba),
-            prompt=args.prompt or None,
-            layers=args.layers,
-            num_inference_steps=args.steps,
-            resolution=args.resolution,
-            generator=generator,
-            background=background,
-            output_type="np",
-            refine=args.refine,
-        ).stacks[0]
-
-    return (lambda rgba: run(rgba, (255, 255, 255))), (lambda rgba: run(rgba, None))
+        diffusers_logging.disable_progress_bar()
+        transformers_logging.disable_progress_bar()
+    return decomposer(settings), decomposer(settings, keep_alpha=True)
 
 
 def run(args: argparse.Namespace) -> int:
-    from layered.decompose_batch import check_output_dir, collect_inputs, output_names, run_batch
+    from layered.commands.decompose_batch import check_output_dir, collect_inputs, output_names, run_batch
+    from layered.formats import check_export_kinds
 
-    method = args.method or ("model" if args.model else DEFAULT_METHOD)
-    if args.steps < 1:
-        raise InputError("--steps must be at least 1")
-    exports = _exports(args.export)
+    settings = _settings(args)
+    exports = check_export_kinds(args.export.split(","))
     out_dir = Path(args.output)
     inputs = collect_inputs(args.inputs)
     if not inputs:
@@ -157,27 +133,16 @@ def run(args: argparse.Namespace) -> int:
 
         use_cpu = args.device == "cpu" or os.environ.get("ACCELERATE_USE_CPU", "").lower() in ("1", "true")
         state = PartialState(cpu=use_cpu or not torch.cuda.is_available())  # CPU-only: gloo processes
-    if method == "classic":
-        decompose, split = _classic(args.layers, args.refine)
-    else:
-        import torch
-
-        if args.device != "auto":
-            device = torch.device(args.device)
-        elif state is not None:
-            device = state.device
-        else:
-            device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-        decompose, split = _model(args, device)
-
+        if args.device == "auto":
+            settings = dataclasses.replace(settings, device=str(state.device))
+    decompose, split = _decomposers(settings)
+    options = {"exports": exports, "recursive": args.recursive, "split": split, "overwrite": args.overwrite}
     if state is None:
-        failures = run_batch(items, out_dir, decompose, exports, args.recursive, split, overwrite=args.overwrite)
+        failures = run_batch(items, out_dir, decompose, **options)
         done = len(items)
     else:
         with state.split_between_processes(items) as mine:
-            failures = run_batch(
-                list(mine), out_dir, decompose, exports, args.recursive, split, overwrite=args.overwrite
-            )
+            failures = run_batch(list(mine), out_dir, decompose, **options)
             done = len(mine)
     print(
         f"wrote {done - failures} of {done} layer folders to {out_dir}" + (f" ({failures} failed)" if failures else "")

@@ -1,6 +1,7 @@
-"""Batch decomposition for `layered decompose`: input discovery, output names, one input at a time.
+"""The batch loop of `layered decompose`: input discovery, output names, one input at a time.
 
-Light (no torch): the decomposer is a callable given by the caller (classic method or model pipeline).
+Light (no torch): the decomposer is a callable built by `layered.decompose` (classic method or model).
+File kinds come from `layered.formats`.
 """
 
 from __future__ import annotations
@@ -8,22 +9,18 @@ from __future__ import annotations
 import contextlib
 import os
 import sys
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from pathlib import Path
 
 import numpy as np
 
+from layered.decompose import Decomposer
 from layered.errors import InputError, LayeredError, one_line
 from layered.fileio import atomic_dir, atomic_path, open_image, safe_filename, to_rgba_array
-from layered.formats import read_stack, write_stack
+from layered.formats import IMAGE_SUFFIXES, is_image, is_stack_file, read_stack, write_stack
 from layered.layer_tools import split_layer
 from layered.ownership import check_replaceable
 from layered.stack import LAYERS_JSON, LayerStack
-
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff", ".gif")
-STACK_SUFFIXES = (".psd", ".psb", ".ora")
-
-Decomposer = Callable[[np.ndarray], LayerStack]
 
 
 def collect_inputs(paths: Iterable[str | os.PathLike]) -> list[Path]:
@@ -34,7 +31,7 @@ def collect_inputs(paths: Iterable[str | os.PathLike]) -> list[Path]:
         path = Path(raw)
         if path.is_dir() and not (path / LAYERS_JSON).is_file():
             try:
-                images = sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+                images = sorted(p for p in path.iterdir() if p.is_file() and is_image(p))
             except OSError:
                 images = []
             found.extend(images or [path])
@@ -59,7 +56,7 @@ def output_names(inputs: list[Path]) -> list[str]:
 
 def load_input(path: Path, recursive: int | None) -> np.ndarray | LayerStack:
     """An image as RGBA pixels; with `recursive`, a layer folder, PSD or ORA is read as a stack to split."""
-    if recursive is not None and (path.is_dir() or path.suffix.lower() in STACK_SUFFIXES):
+    if recursive is not None and (path.is_dir() or is_stack_file(path)):
         return read_stack(path)
     if path.is_dir() and (path / LAYERS_JSON).is_file():
         raise InputError(f"{path}: a layer folder is an input only with --recursive")
@@ -73,6 +70,7 @@ def decompose_one(
     name: str,
     out_dir: Path,
     decompose: Decomposer,
+    *,
     exports: tuple[str, ...] = (),
     recursive: int | None = None,
     split: Decomposer | None = None,
@@ -118,6 +116,7 @@ def run_batch(
     items: list[tuple[Path, str]],
     out_dir: Path,
     decompose: Decomposer,
+    *,
     exports: tuple[str, ...] = (),
     recursive: int | None = None,
     split: Decomposer | None = None,
@@ -130,7 +129,9 @@ def run_batch(
     failures = 0
     for path, name in tqdm(items, desc="decompose", unit="image", disable=None, file=sys.stderr):
         try:
-            decompose_one(path, name, out_dir, decompose, exports, recursive, split, overwrite)
+            decompose_one(
+                path, name, out_dir, decompose, exports=exports, recursive=recursive, split=split, overwrite=overwrite
+            )
         except LayeredError as exc:
             failures += 1
             tqdm.write(one_line(f"{prog}: error: {exc}"), file=sys.stderr)
