@@ -104,7 +104,7 @@ def main() -> None:
         "opacity": lambda st, k: edits.set_opacity(st, 5, 0.5 + 0.01 * (k % 40)),
         "hide/show": lambda st, k: edits.set_visible(st, 2, k % 2 == 0),
         "recolour": lambda st, k: edits.recolor(st, 4, hue=10 + k),
-        "undo": lambda st, k: st,
+        "undo": lambda st, _k: st,
     }
     print(f"{LAYERS} layers, {CANVAS} x {CANVAS} canvas, median of {args.repeat} (ms per edit, edit -> preview ready)")
     print(f"{'edit':10s} {'ours':>8s} {'baseline':>9s} {'ratio':>6s}")

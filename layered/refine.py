@@ -115,19 +115,21 @@ def refine(
     block = max(2, round(math.sqrt(sx * sy)))  # the grid on which edge colours are estimated
     renders = {i: _render(stack, i) for i, layer in enumerate(stack.layers) if _shows(layer)}
     active = [i for i, pixels in renders.items() if pixels[..., 3].any()]  # on the canvas, too
-    full_margin = max(1, round(margin * max(sx, sy)))
 
     out_layers = list(stack.layers)
     for i in range(len(stack)):
         if i not in active:
             out_layers[i] = _resized(stack, i, width, height)
-    planes = [_upsample(stack, renders, i, width, height, block, margin, whole=(i == active[0])) for i in active]
+    planes = [
+        _upsample(stack, renders, i, width=width, height=height, block=block, margin=margin, whole=(i == active[0]))
+        for i in active
+    ]
     provenance = {"working_size": stack.working_size or stack.size, "refined": True}
     if not planes:  # nothing of the prediction shows: the image itself is the only exact answer
         return LayerStack(width, height, (*out_layers, Layer(target, 0, 0, "image")), **provenance)
     image_premul = _premultiplied(target)
     if snap:
-        _snap_edges(planes, image_premul, block, full_margin)
+        _snap_edges(planes, image_premul, block)
     for plane in planes:
         plane.alpha = np.round(plane.alpha * 255.0) / 255.0  # the alphas the file will hold
     _fit_alpha(planes, image_premul[3])
@@ -201,7 +203,7 @@ def _to_layer(plane: _Plane) -> Layer:
 
 
 def _upsample(
-    stack: LayerStack, renders: dict, index: int, width: int, height: int, block: int, margin: int, whole: bool
+    stack: LayerStack, renders: dict, index: int, *, width: int, height: int, block: int, margin: int, whole: bool
 ):
     """The layer's alpha, spread colour and support on the image's canvas, inside its (block-aligned) region."""
     layer, pixels = stack.layers[index], renders[index]
@@ -290,7 +292,7 @@ def _resize_map(values: np.ndarray, size: tuple[int, int], box: tuple, resample=
     return np.asarray(Image.fromarray(np.ascontiguousarray(values, np.float32), "F").resize(size, resample, box=box))
 
 
-def _snap_edges(planes: list[_Plane], image: np.ndarray, block: int, margin: int) -> None:
+def _snap_edges(planes: list[_Plane], image: np.ndarray, block: int) -> None:
     """Re-estimate alpha near each predicted edge from the image (module docstring, step 2), in place."""
     height, width = image.shape[1:]
     residual = np.abs(_composite(planes, height, width) - image).max(axis=0) * 255.0
@@ -302,11 +304,11 @@ def _snap_edges(planes: list[_Plane], image: np.ndarray, block: int, margin: int
     image_blocks = _block_reduce(channels, block)
     through = np.ones((height, width), np.float32)  # top-down: each layer sees the snapped layers above it
     for plane in reversed(planes):
-        _snap_plane(plane, through[plane.region], gate, channels, image_blocks, block)
+        _snap_plane(plane, through[plane.region], gate=gate, channels=channels, image_blocks=image_blocks, block=block)
         through[plane.region] *= 1.0 - plane.effective()
 
 
-def _snap_plane(plane: _Plane, shown, gate, channels, image_blocks, block: int) -> None:
+def _snap_plane(plane: _Plane, shown, *, gate, channels, image_blocks, block: int) -> None:
     """Step 2 for one layer; `shown` is the transmittance of the layers above it, inside its region."""
     by0, bx0 = plane.y0 // block, plane.x0 // block
     p = _block_reduce(plane.alpha, block)

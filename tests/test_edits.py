@@ -196,7 +196,7 @@ def test_flip_rejects_unknown_direction(rng):
 # ---- recolour ------------------------------------------------------------------------------------
 
 
-def _colorsys_reference(rgb, hue, saturation, brightness, tint, strength):
+def _colorsys_reference(rgb, *, hue, saturation, brightness, tint, strength):
     h, s, v = colorsys.rgb_to_hsv(*(c / 255.0 for c in rgb))
     r, g, b = colorsys.hsv_to_rgb((h + hue / 360.0) % 1.0, min(s * saturation, 1.0), min(v * brightness, 1.0))
     out = [c * (1 - strength) + t / 255.0 * strength for c, t in zip((r, g, b), tint, strict=True)]
@@ -212,7 +212,7 @@ def _colorsys_reference(rgb, hue, saturation, brightness, tint, strength):
         (200, 1.8, 0.6, (255, 128, 0), 0.35),
     ],
 )
-def test_recolor_matches_colorsys_on_sampled_pixels(photo, rng, hue, saturation, brightness, tint, strength):
+def test_recolor_matches_colorsys_on_sampled_pixels(photo, rng, *, hue, saturation, brightness, tint, strength):
     stack = LayerStack(96, 64, (Layer(photo),))
     out = edits.recolor(
         stack, 0, hue=hue, saturation=saturation, brightness=brightness, tint=tint, tint_strength=strength
@@ -220,7 +220,9 @@ def test_recolor_matches_colorsys_on_sampled_pixels(photo, rng, hue, saturation,
     assert np.array_equal(out.pixels[..., 3], photo[..., 3])  # alpha untouched
     ys, xs = rng.integers(0, 64, 300), rng.integers(0, 96, 300)
     for y, x in zip(ys, xs, strict=True):
-        ref = _colorsys_reference(photo[y, x, :3], hue, saturation, brightness, tint, strength)
+        ref = _colorsys_reference(
+            photo[y, x, :3], hue=hue, saturation=saturation, brightness=brightness, tint=tint, strength=strength
+        )
         assert np.abs(out.pixels[y, x, :3].astype(int) - ref).max() <= 1, (y, x)
 
 

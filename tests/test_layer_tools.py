@@ -10,16 +10,16 @@ from layered.layer_tools import prune_layers, splice_layers, split_layer
 from layered.stack import Layer, LayerStack
 
 
-def _solid(w, h, rgba, x=0, y=0, name=""):
+def _solid(w, h, rgba, x=0, y=0, *, name=""):
     return Layer(np.tile(np.array(rgba, np.uint8), (h, w, 1)), x, y, name)
 
 
 def test_prune_drops_empty_and_hidden_under_opaque():
     background = _solid(20, 10, (10, 20, 30, 255), name="bg")
-    covered = _solid(4, 4, (200, 0, 0, 255), 2, 2, "covered")  # fully under `top`
+    covered = _solid(4, 4, (200, 0, 0, 255), 2, 2, name="covered")  # fully under `top`
     empty = Layer(np.zeros((3, 3, 4), np.uint8), 1, 1, "empty")
     faint = _solid(20, 10, (255, 255, 255, 1), name="faint")  # changes the composite by at most 1 level
-    top = _solid(10, 10, (0, 255, 0, 255), 0, 0, "top")
+    top = _solid(10, 10, (0, 255, 0, 255), 0, 0, name="top")
     stack = LayerStack(20, 10, (background, covered, empty, faint, top))
     pruned, kept = prune_layers(stack, tolerance=3)
     assert [layer.name for layer in pruned] == ["bg", "top"]
@@ -28,7 +28,7 @@ def test_prune_drops_empty_and_hidden_under_opaque():
 
 
 def test_prune_keeps_layers_that_matter_and_one_layer_minimum():
-    stack = LayerStack(8, 8, (_solid(8, 8, (0, 0, 0, 255), name="a"), _solid(2, 2, (255, 0, 0, 255), 3, 3, "b")))
+    stack = LayerStack(8, 8, (_solid(8, 8, (0, 0, 0, 255), name="a"), _solid(2, 2, (255, 0, 0, 255), 3, 3, name="b")))
     assert [layer.name for layer in prune_layers(stack)[0]] == ["a", "b"]
     single = LayerStack(8, 8, (_solid(8, 8, (0, 0, 0, 255), name="a"), _solid(8, 8, (0, 0, 0, 255), name="b")))
     assert len(prune_layers(single)[0]) == 1
@@ -36,8 +36,9 @@ def test_prune_keeps_layers_that_matter_and_one_layer_minimum():
     assert len(prune_layers(blank)[0]) == 0
 
 
-def test_splice_and_split_keep_other_layers(rng):
-    layers = tuple(_solid(6, 6, (i * 40, 0, 0, 255), i, i, f"L{i}") for i in range(4))
+@pytest.mark.usefixtures("rng")
+def test_splice_and_split_keep_other_layers():
+    layers = tuple(_solid(6, 6, (i * 40, 0, 0, 255), i, i, name=f"L{i}") for i in range(4))
     stack = LayerStack(12, 12, layers)
     new = (_solid(2, 2, (0, 0, 255, 255), name="n0"), _solid(3, 3, (0, 255, 0, 128), name="n1"))
     out = splice_layers(stack, 2, new)

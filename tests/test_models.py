@@ -58,7 +58,8 @@ def test_hub_model_offline_not_cached(monkeypatch, tmp_path):
     assert "Qwen/Qwen-Image-Layered" in message and "hf download" in message and "\n" not in message
 
 
-def test_hub_model_from_cache(monkeypatch, tmp_path, tiny_folder):
+@pytest.mark.usefixtures("tiny_folder")
+def test_hub_model_from_cache(monkeypatch, tmp_path):
     # the standard cache layout: models--ORG--NAME/{refs/main, snapshots/<revision>/...}
     repo = tmp_path / "models--Qwen--Qwen-Image-Layered"
     (repo / "refs").mkdir(parents=True)

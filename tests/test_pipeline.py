@@ -158,11 +158,11 @@ def test_prompt_rules(pipe, monkeypatch):
     embeds, mask = pipe.encode_prompt("a tree", device="cpu")
     from_text = _run(pipe, image, prompt="a tree", layers=2).images[0]
     monkeypatch.setattr(pipe, "processor", object())
-    monkeypatch.setattr(pipe, "get_image_caption", lambda *a, **k: pytest.fail("captioner called"))
+    monkeypatch.setattr(pipe, "get_image_caption", lambda *_a, **_k: pytest.fail("captioner called"))
     from_embeds = _run(pipe, image, prompt_embeds=embeds, prompt_embeds_mask=mask, layers=2).images[0]
     torch.testing.assert_close(from_embeds, from_text, rtol=0, atol=1e-6)
     # with a captioner, an empty prompt is replaced by the caption
-    monkeypatch.setattr(pipe, "get_image_caption", lambda *a, **k: "a tree")
+    monkeypatch.setattr(pipe, "get_image_caption", lambda *_a, **_k: "a tree")
     torch.testing.assert_close(_run(pipe, image, prompt=" ", layers=2).images[0], from_text, rtol=0, atol=1e-6)
 
 
@@ -183,7 +183,7 @@ def test_determinism_and_callbacks(pipe):
     assert not torch.allclose(_run(pipe, image, prompt="p", layers=2, generator=_gen(1)).images[0], a)
     seen = []
 
-    def callback(p, step, timestep, tensors):
+    def callback(_p, step, _timestep, tensors):
         seen.append((step, tuple(tensors["latents"].shape), tuple(tensors.get("prompt_embeds", torch.zeros(1)).shape)))
         return {"latents": torch.zeros_like(tensors["latents"])} if step == STEPS - 1 else {}
 

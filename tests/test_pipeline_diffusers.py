@@ -31,7 +31,7 @@ def offline(monkeypatch):
     """No network: any connection attempt fails (everything here must load from local folders)."""
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
 
-    def refuse(*args, **kwargs):
+    def refuse(*_args, **_kwargs):
         raise OSError("network access in an offline test")
 
     monkeypatch.setattr(socket.socket, "connect", refuse)
@@ -78,7 +78,7 @@ def pipe(folder):
 # ------------------------------------------------------------------------------------------- loading
 
 
-def test_saved_folder_loads_through_diffusion_pipeline(folder, pipe, monkeypatch):
+def test_saved_folder_loads_through_diffusion_pipeline(folder, pipe):
     index = json.loads((folder / "model_index.json").read_text())
     assert index["_class_name"] == PIPELINE_CLASS_NAME and index["default_resolution"] == SIZE
     assert (folder / f"{PIPELINE_MODULE}.py").is_file()
@@ -220,7 +220,8 @@ def test_batch_of_three_identical_to_single_runs(pipe):
 # ------------------------------------------------------------------------------------------- prompts
 
 
-def test_encode_prompt_output_is_accepted_as_prompt_embeds(folder, pipe):
+@pytest.mark.usefixtures("folder")
+def test_encode_prompt_output_is_accepted_as_prompt_embeds(pipe):
     prompts = ["a cat", "a dog on a mat with a hat"]
     embeds, mask = pipe.encode_prompt(prompts, num_images_per_prompt=2)
     assert embeds.shape[0] == mask.shape[0] == 4
@@ -262,7 +263,7 @@ def test_callbacks_read_and_change_the_documented_tensors(pipe):
     assert pipe._callback_tensor_inputs == ["latents", "prompt_embeds"]
     seen = []
 
-    def read(p, step, timestep, tensors):
+    def read(_p, _step, _timestep, tensors):
         seen.append(sorted(tensors))
         return {}
 
@@ -270,20 +271,20 @@ def test_callbacks_read_and_change_the_documented_tensors(pipe):
     _run(pipe, _image(), callback_on_step_end=read, callback_on_step_end_tensor_inputs=pipe._callback_tensor_inputs)
     assert seen == [["latents"]] * STEPS + [["latents", "prompt_embeds"]] * STEPS
 
-    def zero_last(p, step, timestep, tensors):
+    def zero_last(p, step, _timestep, tensors):
         return {"latents": torch.zeros_like(tensors["latents"])} if step == p.num_timesteps - 1 else {}
 
     latent = _run(pipe, _image(), output_type="latent", callback_on_step_end=zero_last).images
     assert isinstance(latent, torch.Tensor) and latent.shape == (1, 8, 3, 4, 4) and latent.abs().sum() == 0
 
-    def raise_guidance(p, step, timestep, tensors):
+    def raise_guidance(p, _step, _timestep, tensors):
         p._guidance_scale += 1.0
         return tensors
 
     _run(pipe, _image(), guidance_scale=2.0, callback_on_step_end=raise_guidance)
     assert pipe.guidance_scale == 2.0 + pipe.num_timesteps
 
-    def swap_text(p, step, timestep, tensors):
+    def swap_text(_p, _step, _timestep, tensors):
         return {"prompt_embeds": torch.zeros_like(tensors["prompt_embeds"])}
 
     swapped = _run(pipe, _image(), callback_on_step_end=swap_text, callback_on_step_end_tensor_inputs=["prompt_embeds"])

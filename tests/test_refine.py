@@ -182,8 +182,8 @@ def _nearest(pixels: np.ndarray, scale: int) -> np.ndarray:
 def test_edges_come_from_the_full_resolution_image():
     """A 16 px design decomposed with wrong colours: at 8x, visible alpha is the image's crisp edge exactly."""
 
-    def solid(w, h, rgba, x=0, y=0, name=""):
-        return Layer(np.tile(np.array(rgba, np.uint8), (h, w, 1)), x, y, name)
+    def solid(w, h, rgba, x=0, y=0):
+        return Layer(np.tile(np.array(rgba, np.uint8), (h, w, 1)), x, y, "")
 
     truth = LayerStack(
         16,
