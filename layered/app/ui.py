@@ -181,6 +181,10 @@ def _progress(progress) -> dec.Progress:
     return report
 
 
+# The Decompose panel's inputs, in the order `build_app` wires its components (`Settings` field names).
+PANEL_FIELDS = ("method", "model", "layers", "steps", "seed", "guidance", "resolution", "prompt")
+
+
 def decompose(  # noqa: PLR0913, PLR0917 (Gradio passes one positional argument per input component)
     session,
     method,
@@ -196,16 +200,7 @@ def decompose(  # noqa: PLR0913, PLR0917 (Gradio passes one positional argument 
     """Split the opened image into layers (classic method or a diffusion model)."""
 
     def act(s: EditorSession) -> str:
-        settings = dec.Settings(
-            method=method,
-            model=model,
-            layers=layers,
-            steps=steps,
-            seed=seed,
-            guidance=guidance,
-            resolution=resolution,
-            prompt=prompt,
-        )
+        settings = _panel_settings(method, model, layers, steps, seed, guidance, resolution, prompt)
         s.require_stack()
         s.cancel.clear()
         try:
@@ -218,6 +213,11 @@ def decompose(  # noqa: PLR0913, PLR0917 (Gradio passes one positional argument 
         return f"Decomposed into {len(stack)} layers ({settings.method})."
 
     return respond(session, act)
+
+
+def _panel_settings(*values) -> dec.Settings:
+    """The Decompose panel's values, in the order of its components (`PANEL_FIELDS`), as checked settings."""
+    return dec.Settings(**dict(zip(PANEL_FIELDS, values, strict=True)))
 
 
 def decompose_layer(  # noqa: PLR0913, PLR0917 (Gradio passes one positional argument per input component)
@@ -236,16 +236,7 @@ def decompose_layer(  # noqa: PLR0913, PLR0917 (Gradio passes one positional arg
     """Split the selected layer again (recursive decomposition); the other layers are untouched."""
 
     def act(s: EditorSession) -> str:
-        settings = dec.Settings(
-            method=method,
-            model=model,
-            layers=layers,
-            steps=steps,
-            seed=seed,
-            guidance=guidance,
-            resolution=resolution,
-            prompt=prompt,
-        )
+        settings = _panel_settings(method, model, layers, steps, seed, guidance, resolution, prompt)
         i = s.check_index(index)
         before = s.require_stack()
         s.cancel.clear()
