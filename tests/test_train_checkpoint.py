@@ -1,7 +1,11 @@
-"""Checkpoints: kill -9 then --resume continues at the same step with the same batches; NaN stops cleanly."""
+"""Checkpoints: kill -9 then --resume continues at the same step with the same batches; NaN stops cleanly.
+
+The loop (`training.loop`) is shared: divergence, a resume without a checkpoint and the metrics cadence are
+checked on both trainers."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -13,7 +17,7 @@ import pytest
 import yaml
 from test_train_data import write_shards
 
-from training import mmdit
+from training import loop, mmdit, vae
 from training.checkpoint import latest_checkpoint, list_checkpoints
 from training.config import load_config
 
@@ -72,7 +76,7 @@ def test_nan_loss_stops_and_keeps_the_last_checkpoint(tmp_path, monkeypatch):
         return loss * float("nan") if len(calls) == 3 else loss
 
     monkeypatch.setattr(mmdit, "compute_loss", poisoned)
-    with pytest.raises(mmdit.TrainingDiverged, match=r"loss is nan at step 3.*checkpoint-2"):
+    with pytest.raises(loop.TrainingDiverged, match=r"loss is nan at step 3.*checkpoint-2"):
         mmdit.train_mmdit(config)
     assert [step for step, _ in list_checkpoints(tmp_path / "out")] == [2]
     assert not (tmp_path / "out" / "pipeline").exists()
@@ -82,3 +86,51 @@ def test_nan_loss_stops_and_keeps_the_last_checkpoint(tmp_path, monkeypatch):
         load_config(write_config(tmp_path, data, tmp_path / "out", checkpoint_every=2, max_steps=4)), resume=True
     )
     assert resumed["start_step"] == 2 and len(resumed["losses"]) == 2
+
+
+TRAINERS = {"vae": (vae, "vae_loss", vae.train_vae), "mmdit": (mmdit, "compute_loss", mmdit.train_mmdit)}
+
+
+def trainer_config(task: str, data: Path, out: Path, **train):
+    """A tiny config of `task` (log_every 10: above the steps run, so metrics.jsonl's cadence shows)."""
+    settings = {"data.path": str(data), "output_dir": str(out), "data.batch_size": 2, "train.report_to": None}
+    settings.update({f"train.{k}": v for k, v in train.items()})
+    name = "tiny_vae.yaml" if task == "vae" else "tiny_t2l.yaml"
+    return load_config(ROOT / "training" / "configs" / name, {**settings, "train.log_every": 10})
+
+
+@pytest.mark.parametrize("task", ["vae", "mmdit"])
+def test_divergence_ends_training_then_raises(task, tmp_path, monkeypatch):
+    from accelerate import Accelerator
+
+    module, loss_name, train = TRAINERS[task]
+    data = write_shards(tmp_path / "ds", rows=4, layers=2)
+    real_loss, calls, ended = getattr(module, loss_name), [], []
+
+    def poisoned(*args, **kwargs):
+        calls.append(1)
+        loss = real_loss(*args, **kwargs)
+        return loss * float("nan") if len(calls) == 3 else loss
+
+    real_end = Accelerator.end_training
+    monkeypatch.setattr(module, loss_name, poisoned)
+    monkeypatch.setattr(Accelerator, "end_training", lambda self: (ended.append(1), real_end(self))[1])
+    with pytest.raises(loop.TrainingDiverged, match=r"loss is nan at step 3.*checkpoint-2"):
+        train(trainer_config(task, data, tmp_path / "out", checkpoint_every=2, max_steps=10))
+    assert ended == [1]
+    assert [step for step, _ in list_checkpoints(tmp_path / "out")] == [2]
+
+
+@pytest.mark.parametrize("task", ["vae", "mmdit"])
+def test_resume_without_a_checkpoint_says_so_and_logs_every_step(task, tmp_path, capsys):
+    _, _, train = TRAINERS[task]
+    data = write_shards(tmp_path / "ds", rows=4, layers=2)
+    result = train(trainer_config(task, data, tmp_path / "out", checkpoint_every=100, max_steps=3), resume=True)
+    assert result["start_step"] == 0 and len(result["losses"]) == 3
+    assert (
+        f"--resume: no checkpoint in {tmp_path / 'out' / 'checkpoints'}, starting at step 0" in capsys.readouterr().out
+    )
+    lines = (tmp_path / "out" / "logs" / "metrics.jsonl").read_text().splitlines()
+    logged = [json.loads(line) for line in lines]
+    assert [row["step"] for row in logged] == [1, 2, 3]  # one line a step, whatever train.log_every is
+    assert [row["loss"] for row in logged] == pytest.approx(result["losses"])

@@ -49,7 +49,7 @@ def random_layers(rng: np.random.Generator, size: tuple[int, int], count: int) -
     return layers
 
 
-def write_shards(folder: Path, rows: int, size=(32, 32), layers=3, seed=0, shards=1, captions=True) -> Path:
+def write_shards(folder: Path, rows: int, *, size=(32, 32), layers=3, seed=0, shards=1, captions=True) -> Path:
     """Parquet shards in the DESIGN.md row format (id, composite, layers, meta) written with pyarrow."""
     import pyarrow as pa
     import pyarrow.parquet as pq

@@ -46,7 +46,9 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def command(tmp: Path, name: str, data: Path, batch: int, launch: str | None, steps: int = 4, **settings) -> list[str]:
+def command(
+    tmp: Path, name: str, data: Path, *, batch: int, launch: str | None, steps: int = 4, **settings
+) -> list[str]:
     """`layered train mmdit` of the tiny i2l config: one process, or two under the accelerate config `launch`."""
     raw = yaml.safe_load((ROOT / "training" / "configs" / "tiny_i2l.yaml").read_text())
     raw["data"].update(path=str(data), batch_size=batch, caption_dropout=0.5)

@@ -33,8 +33,16 @@ def save_base_pipeline(data: Path, folder: Path) -> None:
     """The tiny config's untrained pipeline, saved as the base a LoRA run starts from."""
     config = load_config(CONFIG, {"data.path": str(data)})
     text_encoder, tokenizer, processor = load_text_components(config)
-    components = (load_transformer(config), load_vae(config), text_encoder, tokenizer, processor)
-    save_pipeline(build_pipeline(*components, load_scheduler(config), resolution=32), folder)
+    pipe = build_pipeline(
+        transformer=load_transformer(config),
+        vae=load_vae(config),
+        text_encoder=text_encoder,
+        tokenizer=tokenizer,
+        processor=processor,
+        scheduler=load_scheduler(config),
+        resolution=32,
+    )
+    save_pipeline(pipe, folder)
 
 
 def test_lora_loads_and_equals_merged_weights(tmp_path):

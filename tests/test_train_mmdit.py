@@ -125,7 +125,7 @@ def test_frame_zero_learns_to_copy_the_condition(tmp_path):
     refs, buckets = index_rows(data), make_buckets(32, [1.0], 16)
     base = tiny("i2l", data, tmp_path / "unused")
     vae = load_vae(base)
-    pixels = OnlineSource(refs, buckets, 4, None, None, "cpu")
+    pixels = OnlineSource(refs, buckets, 4)
     images = torch.stack([torch.from_numpy(to_model_range(pixels.pixels(i)["composite"])) for i in range(len(refs))])
     latents = encode_images(vae, images)
     stats = {"latents_mean": latents.mean(dim=(0, 2, 3)).tolist(), "latents_std": latents.std(dim=(0, 2, 3)).tolist()}
@@ -147,7 +147,7 @@ def test_frame_zero_learns_to_copy_the_condition(tmp_path):
     config.model.init_from = train_mmdit(config)["output"]
     transformer = load_transformer(config).eval()
     text_encoder, tokenizer, _ = load_text_components(config)
-    source = OnlineSource(refs, buckets, 4, load_vae(config), text_pipeline(text_encoder, tokenizer), "cpu")
+    source = OnlineSource(refs, buckets, 4, vae=load_vae(config), text_pipe=text_pipeline(text_encoder, tokenizer))
     batch = assemble(source, list(enumerate(range(len(refs)))), step=10**6, config=config)
 
     def frame0_error(b) -> float:

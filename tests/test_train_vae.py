@@ -198,7 +198,7 @@ class _OpaqueCopy(torch.nn.Module):
     def encode(self, x):
         return type("Out", (), {"latent_dist": type("Dist", (), {"mode": lambda _self: x})()})()
 
-    def decode(self, z, return_dict=False):
+    def decode(self, z, **_options):  # return_dict=False: a tuple, as the callers ask
         return (torch.cat([z[:, :3], torch.ones_like(z[:, 3:])], dim=1),)
 
 
@@ -210,7 +210,7 @@ def test_held_out_eval_scores_layers_apart_from_composites(rng):
     opaque = rng.integers(0, 256, (8, 8, 4), dtype=np.uint8)
     opaque[..., 3] = 255
     layer = rng.integers(0, 256, (8, 8, 4), dtype=np.uint8)
-    held = SimpleNamespace(refs=[0], pixels=lambda index: {"composite": opaque, "layers": [opaque, layer]})
+    held = SimpleNamespace(refs=[0], pixels=lambda _index: {"composite": opaque, "layers": [opaque, layer]})
     scores = evaluate_held_out(_OpaqueCopy(), held)
     assert scores["psnr"] == math.inf and scores["alpha_iou"] == pytest.approx(1.0)
     # soft IoU of an all-opaque prediction against alpha a: sum(min(a, 1)) / sum(max(a, 1)) = mean(a)

@@ -15,25 +15,23 @@ import numpy as np
 import torch
 
 from layered.errors import InputError
-from layered.stack import Layer, composite
-from training.data import RowReader, RowRef, nearest_bucket, prepare_row, to_model_range
+from layered.pixels import composite_over
+from training.data import RowReader, RowRef, config_buckets, index_rows, nearest_bucket, prepare_row, to_model_range
 from training.encoding import encode_captions, encode_images
 
 CACHE_VERSION = 1
 
 
 def flatten(pixels: np.ndarray, background: tuple[int, int, int] = (255, 255, 255)) -> np.ndarray:
-    """The image over an opaque `background`: what `LayeredPipeline` conditions on by default."""
-    base = np.empty_like(pixels)
-    base[...] = (*background, 255)
-    height, width = pixels.shape[:2]
-    return composite([Layer.from_canvas(base, "background"), Layer.from_canvas(pixels, "image")], width, height)
+    """The image over an opaque `background`, as opaque RGBA: what `LayeredPipeline` conditions on by default."""
+    rgb = composite_over(pixels, background)
+    return np.concatenate([rgb, np.full((*rgb.shape[:2], 1), 255, np.uint8)], axis=-1)
 
 
 class OnlineSource:
     """Decode, resize and encode rows on demand (frozen VAE and text encoder)."""
 
-    def __init__(self, refs: list[RowRef], buckets, max_layers: int, vae, text_pipe, device) -> None:
+    def __init__(self, refs: list[RowRef], buckets, max_layers: int, *, vae=None, text_pipe=None, device="cpu") -> None:
         self.refs, self.buckets, self.max_layers = refs, buckets, max_layers
         self.vae, self.text_pipe, self.device = vae, text_pipe, device
         self.reader = RowReader()
@@ -130,25 +128,21 @@ def build_cache(source: OnlineSource, folder: str | Path, rows_per_shard: int = 
 
 def write_cache(config, folder: str | Path) -> Path:
     """Build the frozen encoders of `config` and cache every dataset row (`layered train ... --build-cache`)."""
-    from training.data import index_rows, make_buckets
     from training.encoding import text_pipeline
     from training.models import load_text_components, load_vae
 
     if not config.data.path:
-        from layered.errors import InputError
-
         raise InputError("no training data: set data.path in the config or pass --data DIR")
     refs = index_rows(config.data.path)
-    buckets = make_buckets(config.data.resolution, config.data.bucket_ratios, config.data.multiple)
+    buckets = config_buckets(config)
     vae = load_vae(config).requires_grad_(False)
     text_encoder, tokenizer, _ = load_text_components(config)
-    source = OnlineSource(refs, buckets, config.data.max_layers, vae, text_pipeline(text_encoder, tokenizer), "cpu")
+    source = OnlineSource(
+        refs, buckets, config.data.max_layers, vae=vae, text_pipe=text_pipeline(text_encoder, tokenizer)
+    )
     return build_cache(source, folder, settings=cache_settings(config))
 
 
 def cache_settings(config) -> dict:
     """What a cache depends on besides the rows: checked when a run reads it."""
-    from training.data import make_buckets
-
-    buckets = make_buckets(config.data.resolution, config.data.bucket_ratios, config.data.multiple)
-    return {"buckets": [list(b) for b in buckets], "max_layers": config.data.max_layers}
+    return {"buckets": [list(b) for b in config_buckets(config)], "max_layers": config.data.max_layers}

@@ -119,11 +119,11 @@ def pipeline_from_checkpoint(folder: str | Path):
         transformer.unload_lora()
     text_encoder, tokenizer, processor = load_text_components(config)
     return build_pipeline(
-        transformer.float(),
-        load_vae(config),
-        text_encoder,
-        tokenizer,
-        processor,
-        load_scheduler(config),
+        transformer=transformer.float(),
+        vae=load_vae(config),
+        text_encoder=text_encoder,
+        tokenizer=tokenizer,
+        processor=processor,
+        scheduler=load_scheduler(config),
         resolution=config.data.resolution,
     )

@@ -60,9 +60,9 @@ class TrainConfig:
     logit_mean: float = 0.0
     logit_std: float = 1.0
     mode_scale: float = 1.29
-    checkpoint_every: int = 500
+    checkpoint_every: int = 500  # and at max_steps (training.loop)
     checkpoints_total_limit: int = 2
-    log_every: int = 10
+    log_every: int = 10  # TensorBoard cadence; logs/metrics.jsonl gets every step (training.loop)
     report_to: str | None = "tensorboard"  # or None
     overfit_batch: bool = False  # debugging: train on step 0's batch (same rows, noise, timesteps) every step
 

@@ -14,6 +14,7 @@ import math
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 from PIL import Image
@@ -22,6 +23,9 @@ from layered.errors import InputError
 from layered.fileio import MAX_PIXELS, to_rgba_array
 from layered.pixels import resize_rgba
 from layered.stack import Layer, composite
+
+if TYPE_CHECKING:
+    from training.config import Config
 
 
 @dataclass(frozen=True)
@@ -143,6 +147,11 @@ def make_buckets(resolution: int, ratios: list[float], multiple: int) -> list[tu
     return buckets
 
 
+def config_buckets(config: Config) -> list[tuple[int, int]]:
+    """The buckets of a run's `data` settings."""
+    return make_buckets(config.data.resolution, config.data.bucket_ratios, config.data.multiple)
+
+
 def nearest_bucket(width: int, height: int, buckets: list[tuple[int, int]]) -> tuple[int, int]:
     """The bucket whose aspect ratio is closest to width/height (in log space: 2:1 and 1:2 are equally far)."""
     target = math.log(width / height)
@@ -240,6 +249,26 @@ class BatchPlan:
         if epoch not in self._epochs:
             self._epochs = {epoch: epoch_plan(self.keys, self.global_batch, self.seed, epoch)}
         return self._epochs[epoch]
+
+
+@dataclass
+class RunRows:
+    """A run's rows: the first `data.held_out` kept for evaluation, the rest trained on in the order of `plan`."""
+
+    train: list[RowRef]
+    held: list[RowRef]
+    buckets: list[tuple[int, int]]
+    plan: BatchPlan
+
+
+def split_rows(refs: list[RowRef], config: Config, num_processes: int) -> RunRows:
+    """Held-out and training rows of `refs` (no held-out rows when `data.held_out` would take them all)."""
+    data = config.data
+    held = refs[: data.held_out] if data.held_out < len(refs) else []
+    train = refs[len(held) :]
+    buckets = config_buckets(config)
+    plan = BatchPlan(train, buckets, data.max_layers, data.batch_size, num_processes, config.seed)
+    return RunRows(train=train, held=held, buckets=buckets, plan=plan)
 
 
 def iter_steps(plan: BatchPlan, start_step: int, process_index: int) -> Iterator[tuple[int, list[tuple[int, int]]]]:

@@ -11,21 +11,16 @@ x_s = (1 - s) x0 + s noise, target noise - x0, s logit-normal (diffusers' traini
 
 from __future__ import annotations
 
-import math
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
 from layered.errors import LayeredError
+from training import loop
 from training.config import Config
-from training.data import BatchPlan, index_rows, make_buckets, row_seed
+from training.data import config_buckets, index_rows, row_seed, split_rows
 from training.encoding import img_shapes, pack, pad_embeddings
-
-
-class TrainingDiverged(LayeredError):
-    """The loss became NaN or infinite: training stops without writing a checkpoint."""
 
 
 @dataclass
@@ -115,32 +110,6 @@ def compute_loss(transformer, batch: Batch, train_scheduler, config: Config, dev
     return per_sample.mean()
 
 
-def fresh_accelerator_state() -> None:
-    """Forget a previous in-process run's mixed-precision choice (the process group itself is kept)."""
-    from accelerate.state import AcceleratorState
-
-    AcceleratorState._reset_state(reset_partial_state=False)
-
-
-def append_metrics(out: Path, step: int, values: dict) -> None:
-    """One JSON line per step in OUTPUT/logs/metrics.jsonl (beside TensorBoard, readable without it)."""
-    import json
-
-    (out / "logs").mkdir(parents=True, exist_ok=True)
-    with open(out / "logs" / "metrics.jsonl", "a", encoding="utf-8") as handle:
-        handle.write(json.dumps({"step": step, **values}) + "\n")
-
-
-def _trackers(config: Config) -> list[str]:
-    if config.train.report_to != "tensorboard":
-        return []
-    try:
-        import tensorboard  # noqa: F401
-    except ImportError:
-        return []
-    return ["tensorboard"]
-
-
 def setup_lora(transformer, config: Config) -> None:
     """Freeze the transformer and add a peft LoRA adapter on the attention and MLP projections."""
     from peft import LoraConfig
@@ -170,63 +139,121 @@ def freeze_unreached(transformer) -> None:
 
 def train_mmdit(config: Config, resume: bool = False, source=None) -> dict:
     """Train the VLD-MMDiT; write checkpoints and the output (pipeline folder or LoRA weights)."""
-    from accelerate import Accelerator
-    from accelerate.utils import DistributedDataParallelKwargs, ProjectConfiguration, set_seed
+    from accelerate.utils import DistributedDataParallelKwargs
     from diffusers import FlowMatchEulerDiscreteScheduler
-    from diffusers.optimization import get_scheduler
-    from diffusers.training_utils import EMAModel, cast_training_params
-    from tqdm.auto import tqdm
 
-    from training import checkpoint as ckpt
-    from training import distributed as dist
-    from training.cache import CacheSource, OnlineSource, cache_settings
-    from training.encoding import text_pipeline
-    from training.models import load_scheduler, load_text_components, load_transformer, load_vae
+    from training.models import load_scheduler, load_transformer
 
     out = Path(config.output_dir)
-    fresh_accelerator_state()
-    dist.use_cpu_group_without_accelerator()
-    accelerator = Accelerator(
-        gradient_accumulation_steps=config.train.gradient_accumulation_steps,
-        mixed_precision=config.train.mixed_precision,
-        log_with=_trackers(config) or None,
-        project_config=ProjectConfiguration(project_dir=str(out), logging_dir=str(out / "logs")),
-        # find_unused_parameters: the last block's text-stream outputs never reach the loss.
-        kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True)],
-    )
-    dist.check_launch(accelerator)
-    dist.enable_cpu_sharding(accelerator, config.data.batch_size)
-    set_seed(config.seed)
+    # find_unused_parameters: the last block's text-stream outputs never reach the loss.
+    accelerator = loop.make_accelerator(config, [DistributedDataParallelKwargs(find_unused_parameters=True)])
     weight_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(config.train.mixed_precision, torch.float32)
-    device = accelerator.device
-
     if config.data.path is None and source is None:
         raise LayeredError("no training data: set data.path in the config or pass --data DIR")
-    refs = index_rows(config.data.path) if source is None else source.refs
-    buckets = make_buckets(config.data.resolution, config.data.bucket_ratios, config.data.multiple)
-    held_refs = refs[: config.data.held_out] if config.data.held_out < len(refs) else []
-    train_refs = refs[len(held_refs) :]
-    plan = BatchPlan(
-        train_refs, buckets, config.data.max_layers, config.data.batch_size, accelerator.num_processes, config.seed
+    rows = split_rows(
+        index_rows(config.data.path) if source is None else source.refs, config, accelerator.num_processes
     )
 
     transformer = load_transformer(config)
+    components = frozen_components(config, accelerator)
+    if source is None:
+        source = training_source(config, rows, components, accelerator.device, weight_dtype)
+    trainer = prepare_trainer(transformer, config, accelerator, weight_dtype)
+    train_scheduler = FlowMatchEulerDiscreteScheduler.from_config(load_scheduler(config).config)
+    start_step = loop.begin(
+        accelerator,
+        config,
+        resume=resume,
+        project="layered-mmdit",
+        tracker_config={"stage": config.stage, "lr": config.train.learning_rate},
+    )
+    trainer.transformer.train()
+
+    def train_step(step: int) -> loop.Step:
+        accum, step_loss = config.train.gradient_accumulation_steps, 0.0
+        for k in range(accum):
+            micro = step * accum + k
+            at = 0 if config.train.overfit_batch else micro  # overfit_batch: the same rows, noise and s every step
+            batch = assemble(source, rows.plan.process_rows(at, accelerator.process_index), at, config)
+            accelerator.step = micro  # keeps accumulate()'s sync points right after a resume
+            with accelerator.accumulate(trainer.transformer):
+                loss = compute_loss(trainer.transformer, batch, train_scheduler, config, accelerator.device)
+                step_loss += loop.mean_loss(accelerator, loss, output_dir=out, step=step) / accum
+                loop.backward_and_step(
+                    accelerator,
+                    loss,
+                    params=trainer.params,
+                    optimizer=trainer.optimizer,
+                    max_grad_norm=config.train.max_grad_norm,
+                    lr_scheduler=trainer.lr_scheduler,
+                )
+        if trainer.ema is not None:
+            trainer.ema.step(trainer.params)
+        samples = config.data.batch_size * accelerator.num_processes * accum
+        return loop.Step(loss=step_loss, samples=samples, logs={"lr": trainer.lr_scheduler.get_last_lr()[0]})
+
+    def evaluate(step: int) -> dict[str, float]:
+        return run_eval(accelerator.unwrap_model(trainer.transformer), components, rows.held, config, step)
+
+    losses = loop.run(
+        accelerator,
+        config,
+        start_step=start_step,
+        train_step=train_step,
+        evaluate=evaluate if rows.held else None,
+        state={"config": config.to_dict()},
+    )
+    if trainer.ema is not None:
+        trainer.ema.copy_to(trainer.params)
+    saved = loop.save_and_end(
+        accelerator, trainer.transformer, lambda model: {"output": str(save_output(model, config, **components))}
+    )
+    return {"losses": losses, "start_step": start_step, "step": start_step + len(losses), "output": None, **saved}
+
+
+def frozen_components(config: Config, accelerator) -> dict:
+    """The frozen VAE and text encoder (with tokenizer and processor) of a run, as the pipeline names them."""
+    from training import distributed as dist
+    from training.models import load_text_components, load_vae
+
     with dist.unpartitioned_init(accelerator):  # frozen parts stay whole under ZeRO-3 (saved as they are)
         vae = load_vae(config)
         text_encoder, tokenizer, processor = load_text_components(config)
     vae.requires_grad_(False)
     text_encoder.requires_grad_(False)
-    if source is None:
-        if config.data.cache:
-            source = CacheSource(config.data.cache, train_refs, cache_settings(config))
-        else:
-            vae.to(device, weight_dtype)
-            text_encoder.to(device, weight_dtype)
-            source = OnlineSource(
-                train_refs, buckets, config.data.max_layers, vae, text_pipeline(text_encoder, tokenizer), device
-            )
+    return {"vae": vae, "text_encoder": text_encoder, "tokenizer": tokenizer, "processor": processor}
 
-    components = {"vae": vae, "text_encoder": text_encoder, "tokenizer": tokenizer, "processor": processor}
+
+def training_source(config: Config, rows, components: dict, device, weight_dtype):
+    """Rows read from `data.cache`, or encoded on the fly by the frozen components (moved to `device`)."""
+    from training.cache import CacheSource, OnlineSource, cache_settings
+    from training.encoding import text_pipeline
+
+    if config.data.cache:
+        return CacheSource(config.data.cache, rows.train, cache_settings(config))
+    vae, text_encoder = components["vae"], components["text_encoder"]
+    vae.to(device, weight_dtype)
+    text_encoder.to(device, weight_dtype)
+    text_pipe = text_pipeline(text_encoder, components["tokenizer"])
+    return OnlineSource(rows.train, rows.buckets, config.data.max_layers, vae=vae, text_pipe=text_pipe, device=device)
+
+
+@dataclass
+class Trainer:
+    """The prepared transformer and what updates it: optimizer, lr schedule, trainable parameters, EMA."""
+
+    transformer: torch.nn.Module
+    optimizer: torch.optim.Optimizer
+    lr_scheduler: object
+    params: list[torch.nn.Parameter]
+    ema: object | None
+
+
+def prepare_trainer(transformer, config: Config, accelerator, weight_dtype) -> Trainer:
+    """LoRA or full fine-tuning set up, AdamW and the lr schedule prepared by accelerate, EMA registered."""
+    from diffusers.optimization import get_scheduler
+    from diffusers.training_utils import EMAModel, cast_training_params
+
     if config.train.gradient_checkpointing:
         transformer.enable_gradient_checkpointing()
     if config.lora.rank > 0:
@@ -234,14 +261,7 @@ def train_mmdit(config: Config, resume: bool = False, source=None) -> dict:
         setup_lora(transformer, config)
         cast_training_params(transformer, dtype=torch.float32)
     freeze_unreached(transformer)
-    params = [p for p in transformer.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(
-        params,
-        lr=config.train.learning_rate,
-        betas=(config.train.adam_beta1, config.train.adam_beta2),
-        weight_decay=config.train.adam_weight_decay,
-        eps=config.train.adam_epsilon,
-    )
+    optimizer = loop.adamw([p for p in transformer.parameters() if p.requires_grad], config)
     lr_scheduler = get_scheduler(
         config.train.lr_scheduler,
         optimizer=optimizer,
@@ -250,108 +270,21 @@ def train_mmdit(config: Config, resume: bool = False, source=None) -> dict:
     )
     transformer, optimizer, lr_scheduler = accelerator.prepare(transformer, optimizer, lr_scheduler)
     params = [p for p in transformer.parameters() if p.requires_grad]  # FSDP2 swaps them for DTensors
-    ema = (
-        EMAModel(params, decay=config.ema.decay, update_after_step=config.ema.update_after_step)
-        if config.ema.enabled
-        else None
-    )
-    if ema is not None:
-        ema.to(device)
+    ema = None
+    if config.ema.enabled:
+        ema = EMAModel(params, decay=config.ema.decay, update_after_step=config.ema.update_after_step)
+        ema.to(accelerator.device)
         accelerator.register_for_checkpointing(ema)
-    train_scheduler = FlowMatchEulerDiscreteScheduler.from_config(load_scheduler(config).config)
-
-    start_step = 0
-    if resume:
-        found = ckpt.latest_checkpoint(out)
-        if found is not None:
-            accelerator.load_state(str(found[1]))
-            start_step = found[0]
-            accelerator.print(f"resumed from {found[1]} at step {start_step}")
-        else:
-            accelerator.print(f"--resume: no checkpoint in {ckpt.checkpoint_dir(out)}, starting at step 0")
-    if accelerator.is_main_process:
-        accelerator.init_trackers("layered-mmdit", config={"stage": config.stage, "lr": config.train.learning_rate})
-
-    accum = config.train.gradient_accumulation_steps
-    losses: list[float] = []
-    progress = tqdm(
-        total=config.train.max_steps, initial=start_step, disable=not accelerator.is_local_main_process, desc="train"
-    )
-    transformer.train()
-    started, samples = time.perf_counter(), 0
-    step = start_step
-    while step < config.train.max_steps:
-        step_loss = 0.0
-        for k in range(accum):
-            micro = step * accum + k
-            at = 0 if config.train.overfit_batch else micro  # overfit_batch: the same rows, noise and s every step
-            batch = assemble(source, plan.process_rows(at, accelerator.process_index), at, config)
-            accelerator.step = micro  # keeps accumulate()'s sync points right after a resume
-            with accelerator.accumulate(transformer):
-                loss = compute_loss(transformer, batch, train_scheduler, config, device)
-                mean_loss = accelerator.gather(loss.detach()[None]).mean().item()
-                if not math.isfinite(mean_loss):
-                    last = ckpt.latest_checkpoint(out)
-                    kept = f"last good checkpoint: {last[1]}" if last else "no checkpoint was written"
-                    accelerator.end_training()
-                    raise TrainingDiverged(f"loss is {mean_loss} at step {step + 1}; stopped ({kept})")
-                accelerator.backward(loss)
-                if accelerator.sync_gradients and config.train.max_grad_norm > 0:
-                    accelerator.clip_grad_norm_(params, config.train.max_grad_norm)
-                optimizer.step()
-                lr_scheduler.step()
-                optimizer.zero_grad(set_to_none=True)
-            step_loss += mean_loss / accum
-            samples += config.data.batch_size * accelerator.num_processes
-        step += 1
-        if ema is not None:
-            ema.step(params)
-        losses.append(step_loss)
-        rate = samples / max(time.perf_counter() - started, 1e-9)
-        progress.update(1)
-        progress.set_postfix(loss=f"{step_loss:.4f}", samples_per_s=f"{rate:.2f}")
-        logs = {"loss": step_loss, "lr": lr_scheduler.get_last_lr()[0], "samples_per_s": rate}
-        if accelerator.is_main_process:
-            append_metrics(out, step, logs)
-        if held_refs and config.eval.every and step % config.eval.every == 0:
-            if accelerator.is_main_process:
-                logs.update(run_eval(accelerator.unwrap_model(transformer), components, held_refs, config, step))
-                append_metrics(out, step, {k: v for k, v in logs.items() if k.startswith("eval/")})
-            accelerator.wait_for_everyone()
-        if step % config.train.log_every == 0 or step == config.train.max_steps or len(logs) > 3:
-            accelerator.log(logs, step=step)
-        if step % config.train.checkpoint_every == 0 or step == config.train.max_steps:
-            ckpt.save_checkpoint(
-                accelerator,
-                out,
-                step,
-                config.train.checkpoints_total_limit,
-                {"loss": step_loss, "config": config.to_dict()},
-            )
-    progress.close()
-
-    result = {"losses": losses, "start_step": start_step, "step": step, "output": None}
-    accelerator.wait_for_everyone()
-    if ema is not None:
-        ema.copy_to(params)
-    weights = dist.full_state_dict(accelerator, transformer)  # collective under FSDP / ZeRO-3: every process
-    if accelerator.is_main_process:
-        model = dist.whole_model(accelerator, accelerator.unwrap_model(transformer), weights)
-        result["output"] = str(save_output(model, config, vae, text_encoder, tokenizer, processor))
-    accelerator.wait_for_everyone()
-    accelerator.end_training()
-    return result
+    return Trainer(transformer, optimizer, lr_scheduler, params, ema)
 
 
 def run_eval(transformer, components: dict, held_refs, config: Config, step: int) -> dict[str, float]:
     """Decompose the held-out rows with the current weights; layer folders in OUTPUT/samples/step-N."""
     from training.cache import OnlineSource
-    from training.data import make_buckets
     from training.evaluation import evaluate_heldout
     from training.models import build_pipeline, load_scheduler
 
-    buckets = make_buckets(config.data.resolution, config.data.bucket_ratios, config.data.multiple)
-    source = OnlineSource(held_refs, buckets, config.data.max_layers, None, None, "cpu")
+    source = OnlineSource(held_refs, config_buckets(config), config.data.max_layers)
     rows = [source.pixels(i) for i in range(len(held_refs))]
     device = next(transformer.parameters()).device
     vae, text_encoder = components["vae"], components["text_encoder"]
@@ -359,12 +292,9 @@ def run_eval(transformer, components: dict, held_refs, config: Config, step: int
     for module in moved:
         module.to(device)
     pipe = build_pipeline(
-        transformer,
-        vae,
-        text_encoder,
-        components["tokenizer"],
-        components["processor"],
-        load_scheduler(config),
+        **components,  # vae and text_encoder moved in place
+        transformer=transformer,
+        scheduler=load_scheduler(config),
         resolution=config.data.resolution,
     )
     pipe.set_progress_bar_config(disable=True)
@@ -372,14 +302,16 @@ def run_eval(transformer, components: dict, held_refs, config: Config, step: int
     transformer.eval()
     try:
         out = Path(config.output_dir) / "samples" / f"step-{step}"
-        return evaluate_heldout(pipe, rows, out, config.eval.steps, config.eval.max_merge, config.seed)
+        return evaluate_heldout(
+            pipe, rows, out, steps=config.eval.steps, max_merge=config.eval.max_merge, seed=config.seed
+        )
     finally:
         transformer.train(was_training)
         for module in moved:
             module.to("cpu")
 
 
-def save_output(transformer, config: Config, vae, text_encoder, tokenizer, processor) -> Path:
+def save_output(transformer, config: Config, *, vae, text_encoder, tokenizer, processor) -> Path:
     """Full fine-tuning: a pipeline folder OUTPUT/pipeline; LoRA: OUTPUT/lora/pytorch_lora_weights.safetensors."""
     from diffusers import QwenImageLayeredPipeline
 
@@ -395,9 +327,14 @@ def save_output(transformer, config: Config, vae, text_encoder, tokenizer, proce
                 tmp, transformer_lora_layers=get_peft_model_state_dict(transformer), safe_serialization=True
             )
         return out / "lora"
-    modules = [
-        m if next(m.parameters()).dtype == torch.float32 else m.float() for m in (transformer, vae, text_encoder)
-    ]
-    pipe = build_pipeline(*modules, tokenizer, processor, load_scheduler(config), resolution=config.data.resolution)
+    modules = {"transformer": transformer, "vae": vae, "text_encoder": text_encoder}
+    modules = {k: m if next(m.parameters()).dtype == torch.float32 else m.float() for k, m in modules.items()}
+    pipe = build_pipeline(
+        **modules,
+        tokenizer=tokenizer,
+        processor=processor,
+        scheduler=load_scheduler(config),
+        resolution=config.data.resolution,
+    )
     save_pipeline(pipe, out / "pipeline")
     return out / "pipeline"

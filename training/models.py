@@ -38,7 +38,7 @@ def resolve_source(folder: str | Path | None) -> Path | None:
     return folder / "pipeline" if (folder / "pipeline" / "model_index.json").is_file() else folder
 
 
-def _component_dir(folder: str | Path, name: str) -> Path:
+def component_dir(folder: str | Path, name: str) -> Path:
     """`folder/name` when `folder` is a pipeline folder, else `folder` itself (a bare component folder)."""
     folder = resolve_source(folder)
     if not folder.is_dir():
@@ -143,7 +143,7 @@ def load_vae(config: Config):
     """The RGBA-VAE: `model.vae` folder, else the pretrained pipeline's vae, else `model.vae_config`."""
     from diffusers import AutoencoderKLQwenImage
 
-    folder = _component_dir(config.model.vae, "vae") if config.model.vae else None
+    folder = component_dir(config.model.vae, "vae") if config.model.vae else None
     for source in (resolve_source(config.model.init_from), resolve_source(config.model.pretrained)):
         if folder is None and source and (source / "vae" / "config.json").is_file():
             folder = source / "vae"
@@ -167,7 +167,7 @@ def load_transformer(config: Config):
     lora = lora_folder(config.model.init_from)
     for source in (None if lora else config.model.init_from, config.model.pretrained):
         if source:
-            model = QwenImageTransformer2DModel.from_pretrained(_component_dir(source, "transformer"))
+            model = QwenImageTransformer2DModel.from_pretrained(component_dir(source, "transformer"))
             break
     else:
         if config.model.transformer is None:
@@ -199,19 +199,11 @@ def lora_folder(init_from: str | Path | None) -> Path | None:
     return None
 
 
-def build_pipeline(transformer, vae, text_encoder, tokenizer, processor, scheduler, resolution: int | None = None):
-    """A `layered.LayeredPipeline` around trained components, at its native working size."""
+def build_pipeline(*, resolution: int | None = None, **components):
+    """A `layered.LayeredPipeline` of trained `components` (as its constructor names them) at its working size."""
     from layered.pipeline import LayeredPipeline
 
-    return LayeredPipeline(
-        scheduler=scheduler,
-        vae=vae,
-        text_encoder=text_encoder,
-        tokenizer=tokenizer,
-        processor=processor,
-        transformer=transformer,
-        default_resolution=resolution or 640,
-    )
+    return LayeredPipeline(**components, default_resolution=resolution or 640)
 
 
 def save_pipeline(pipeline, folder: str | Path) -> None:

@@ -11,7 +11,6 @@ alpha soft IoU.
 from __future__ import annotations
 
 import math
-import time
 from pathlib import Path
 
 import numpy as np
@@ -20,9 +19,9 @@ import torch
 from layered.errors import LayeredError
 from layered.pixels import composite_over
 from layered.similarity import psnr, ssim
+from training import loop
 from training.config import Config
-from training.data import BatchPlan, index_rows, make_buckets, row_seed, to_model_range
-from training.mmdit import TrainingDiverged
+from training.data import index_rows, row_seed, split_rows, to_model_range
 
 EVAL_BACKGROUNDS = ((0, 0, 0), (255, 255, 255), (128, 128, 128), (255, 0, 0), (0, 255, 0), (0, 0, 255))
 
@@ -31,18 +30,22 @@ def load_start_vae(config: Config):
     """The VAE to train: RGB -> RGBA surgery, a previous RGBA-VAE, or a from-scratch tiny one."""
     from diffusers import AutoencoderKLQwenImage
 
-    from training.models import _component_dir, load_vae
+    from training.models import component_dir, load_vae
 
     if config.model.rgb_vae:
         from layered.rgba_vae import rgba_vae_from_rgb
 
-        rgb = AutoencoderKLQwenImage.from_pretrained(_component_dir(config.model.rgb_vae, "vae"))
+        rgb = AutoencoderKLQwenImage.from_pretrained(component_dir(config.model.rgb_vae, "vae"))
         return rgba_vae_from_rgb(rgb)
     return load_vae(config)
 
 
 def over_solid(pixels: torch.Tensor, color: torch.Tensor) -> torch.Tensor:
-    """RGBA in [-1, 1] [B, 4, H, W] composited over solid colours [B, 3] in [0, 1] -> RGB in [0, 1]."""
+    """RGBA in [-1, 1] [B, 4, H, W] composited over solid colours [B, 3] in [0, 1] -> RGB in [0, 1].
+
+    The loss's differentiable, batched form (a colour per sample, unrounded); scores on uint8 pixels use
+    `layered.pixels.composite_over`.
+    """
     rgb, alpha = (pixels[:, :3] + 1) / 2, ((pixels[:, 3:] + 1) / 2).clamp(0, 1)
     return alpha * rgb + (1 - alpha) * color.view(-1, 3, 1, 1)
 
@@ -176,110 +179,70 @@ def with_latent_stats(vae, source, rows: int):
 
 def train_vae(config: Config, resume: bool = False) -> dict:
     """Train the RGBA-VAE; checkpoints as the MMDiT run; output OUTPUT/vae (a folder `--vae` accepts)."""
-    from accelerate import Accelerator
-    from accelerate.utils import ProjectConfiguration, set_seed
-    from tqdm.auto import tqdm
-
-    from layered.fileio import atomic_dir
-    from training import checkpoint as ckpt
-    from training import distributed as dist
     from training.cache import OnlineSource
-    from training.mmdit import _trackers, append_metrics, fresh_accelerator_state
 
     out = Path(config.output_dir)
-    fresh_accelerator_state()
-    dist.use_cpu_group_without_accelerator()
-    accelerator = Accelerator(
-        gradient_accumulation_steps=config.train.gradient_accumulation_steps,
-        mixed_precision=config.train.mixed_precision,
-        log_with=_trackers(config) or None,
-        project_config=ProjectConfiguration(project_dir=str(out), logging_dir=str(out / "logs")),
-    )
-    dist.check_launch(accelerator)
-    dist.enable_cpu_sharding(accelerator, config.data.batch_size)
+    accelerator = loop.make_accelerator(config)
     if accelerator.distributed_type == "FSDP":
         # FSDP2 gathers weights in forward(); the VAE is trained through encode()/decode(), which bypass it.
         raise LayeredError("train vae: FSDP does not apply to the VAE; use the DDP (or DeepSpeed ZeRO-2) config")
-    set_seed(config.seed)
     if not config.data.path:
         raise LayeredError("no training data: set data.path in the config or pass --data DIR")
-    refs = index_rows(config.data.path)
-    buckets = make_buckets(config.data.resolution, config.data.bucket_ratios, config.data.multiple)
-    held = refs[: config.data.held_out] if config.data.held_out < len(refs) else []
-    train_refs = refs[len(held) :]
-    plan = BatchPlan(
-        train_refs, buckets, config.data.max_layers, config.data.batch_size, accelerator.num_processes, config.seed
-    )
-    source = OnlineSource(train_refs, buckets, config.data.max_layers, None, None, accelerator.device)
-    held_source = OnlineSource(held, buckets, config.data.max_layers, None, None, accelerator.device)
+    rows = split_rows(index_rows(config.data.path), config, accelerator.num_processes)
+    source = OnlineSource(rows.train, rows.buckets, config.data.max_layers, device=accelerator.device)
+    held_source = OnlineSource(rows.held, rows.buckets, config.data.max_layers, device=accelerator.device)
 
     vae = load_start_vae(config)
     if config.train.gradient_checkpointing:
         vae.enable_gradient_checkpointing()
     perceptual, note = _lpips(config, accelerator.device)
     accelerator.print(note)
-    optimizer = torch.optim.AdamW(
-        vae.parameters(),
-        lr=config.train.learning_rate,
-        betas=(config.train.adam_beta1, config.train.adam_beta2),
-        weight_decay=config.train.adam_weight_decay,
-        eps=config.train.adam_epsilon,
+    vae, optimizer = accelerator.prepare(vae, loop.adamw(vae.parameters(), config))
+    start_step = loop.begin(
+        accelerator, config, resume=resume, project="layered-vae", tracker_config={"lr": config.train.learning_rate}
     )
-    vae, optimizer = accelerator.prepare(vae, optimizer)
-    start_step = 0
-    if resume and (found := ckpt.latest_checkpoint(out)) is not None:
-        accelerator.load_state(str(found[1]))
-        start_step = found[0]
-    if accelerator.is_main_process:
-        accelerator.init_trackers("layered-vae", config={"lr": config.train.learning_rate})
-
-    losses: list[float] = []
-    progress = tqdm(total=config.train.max_steps, initial=start_step, disable=not accelerator.is_local_main_process)
     vae.train()
-    started, samples, step = time.perf_counter(), 0, start_step
-    model = accelerator.unwrap_model(vae)
-    while step < config.train.max_steps:
+    model = accelerator.unwrap_model(vae)  # trained through encode()/decode(), not the wrapper's forward()
+
+    def train_step(step: int) -> loop.Step:
         at = 0 if config.train.overfit_batch else step
-        images, colors = vae_samples(source, plan.process_rows(at, accelerator.process_index), at, config)
+        images, colors = vae_samples(source, rows.plan.process_rows(at, accelerator.process_index), at, config)
         images, colors = images.to(accelerator.device), colors.to(accelerator.device)
         with accelerator.accumulate(vae):
             torch.manual_seed(row_seed(config.seed, at, 10**6 + accelerator.process_index))  # posterior sample
             loss = vae_loss(model, images, colors, config, perceptual)
-            mean_loss = accelerator.gather(loss.detach()[None]).mean().item()
-            if not math.isfinite(mean_loss):
-                last = ckpt.latest_checkpoint(out)
-                kept = f"last good checkpoint: {last[1]}" if last else "no checkpoint was written"
-                raise TrainingDiverged(f"loss is {mean_loss} at step {step + 1}; stopped ({kept})")
-            accelerator.backward(loss)
-            if accelerator.sync_gradients and config.train.max_grad_norm > 0:
-                accelerator.clip_grad_norm_(vae.parameters(), config.train.max_grad_norm)
-            optimizer.step()
-            optimizer.zero_grad(set_to_none=True)
-        step += 1
-        samples += images.shape[0] * accelerator.num_processes
-        losses.append(mean_loss)
-        progress.update(1)
-        progress.set_postfix(loss=f"{mean_loss:.4f}", samples_per_s=f"{samples / (time.perf_counter() - started):.2f}")
-        logs = {"loss": mean_loss}
-        if held and config.eval.every and (step % config.eval.every == 0) and accelerator.is_main_process:
-            logs.update({f"eval/{k}": v for k, v in evaluate_held_out(model.eval(), held_source).items()})
-            model.train()
-        if step % config.train.log_every == 0 or len(logs) > 1:
-            accelerator.log(logs, step=step)
-            if accelerator.is_main_process:
-                append_metrics(out, step, logs)
-        if step % config.train.checkpoint_every == 0 or step == config.train.max_steps:
-            ckpt.save_checkpoint(accelerator, out, step, config.train.checkpoints_total_limit, {"loss": mean_loss})
-    progress.close()
-    result = {"losses": losses, "start_step": start_step, "step": step, "output": None}
-    accelerator.wait_for_everyone()
-    weights = dist.full_state_dict(accelerator, vae)  # collective under FSDP / ZeRO-3: every process
-    if accelerator.is_main_process:
-        whole = dist.whole_model(accelerator, accelerator.unwrap_model(vae), weights)
-        final = with_latent_stats(whole.eval(), source, config.data.stats_rows)
-        with atomic_dir(out / "vae") as tmp:
-            final.save_pretrained(tmp, safe_serialization=True)
-        result["output"] = str(out / "vae")
-        result["latents_mean"], result["latents_std"] = final.config.latents_mean, final.config.latents_std
-    accelerator.end_training()
-    return result
+            mean = loop.mean_loss(accelerator, loss, output_dir=out, step=step)
+            loop.backward_and_step(
+                accelerator,
+                loss,
+                params=vae.parameters(),
+                optimizer=optimizer,
+                max_grad_norm=config.train.max_grad_norm,
+            )
+        return loop.Step(loss=mean, samples=images.shape[0] * accelerator.num_processes)
+
+    def evaluate(_step: int) -> dict[str, float]:
+        scores = evaluate_held_out(model.eval(), held_source)
+        model.train()
+        return {f"eval/{k}": v for k, v in scores.items()}
+
+    losses = loop.run(
+        accelerator, config, start_step=start_step, train_step=train_step, evaluate=evaluate if rows.held else None
+    )
+    saved = loop.save_and_end(accelerator, vae, lambda whole: save_vae(whole, source, config))
+    return {"losses": losses, "start_step": start_step, "step": start_step + len(losses), "output": None, **saved}
+
+
+def save_vae(vae, source, config: Config) -> dict:
+    """OUTPUT/vae with the latent statistics of the training rows; what `train_vae` reports about it."""
+    from layered.fileio import atomic_dir
+
+    out = Path(config.output_dir)
+    final = with_latent_stats(vae.eval(), source, config.data.stats_rows)
+    with atomic_dir(out / "vae") as tmp:
+        final.save_pretrained(tmp, safe_serialization=True)
+    return {
+        "output": str(out / "vae"),
+        "latents_mean": final.config.latents_mean,
+        "latents_std": final.config.latents_std,
+    }
