@@ -216,3 +216,22 @@ def test_held_out_eval_scores_layers_apart_from_composites(rng):
     # soft IoU of an all-opaque prediction against alpha a: sum(min(a, 1)) / sum(max(a, 1)) = mean(a)
     expected_layer_iou = (1.0 + layer[..., 3].mean() / 255) / 2
     assert scores["layers_alpha_iou"] == pytest.approx(expected_layer_iou, rel=1e-6)
+
+
+def test_foreground_weights_give_a_small_layer_as_much_weight_as_its_canvas():
+    from training.vae import foreground_weights
+
+    images = torch.full((2, 4, 16, 16), -1.0)  # two fully transparent layers...
+    images[0, :, 7:9, 7:9] = 0.5  # ...the first with a 2 x 2 element: grown by 2 px it covers 6 x 6 pixels
+    images[1, 3] = 1.0  # the second opaque everywhere
+    weights = foreground_weights(images, focus=1.0)
+    grown = np.zeros((16, 16), bool)
+    grown[5:11, 5:11] = True
+    share = grown.mean()
+    np.testing.assert_allclose(weights[0, 0].numpy(), np.where(grown, 1 + 1 / share, 1.0), rtol=1e-6)
+    # the extra weight sums to the canvas size in both samples: each sample's visible part counts as its canvas
+    assert (weights[0] - 1).sum().item() == pytest.approx(256.0) and (weights[1] - 1).sum().item() == pytest.approx(
+        256.0
+    )
+    empty = torch.full((1, 4, 8, 8), -1.0)
+    assert torch.equal(foreground_weights(empty, focus=3.0), torch.ones(1, 1, 8, 8))  # nothing visible: no extra

@@ -107,6 +107,7 @@ class VaeLossConfig:
     reconstruction: str = "l1"  # "l1" or "mse" for the two pixel terms (mse escapes the mean-image plateau faster)
     sample_posterior: bool = True  # decode a posterior sample; false decodes the mode (a plain autoencoder + KL)
     thumbnail: float = 0.0  # weight of the anchor pulling latent channels 0-3 to the input pooled to the latent grid
+    foreground: float = 0.0  # extra pixel-loss weight on each sample's visible pixels (+2 px), over their share
 
 
 @dataclass

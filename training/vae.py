@@ -72,10 +72,11 @@ def vae_loss(vae, images: torch.Tensor, colors: torch.Tensor, config: Config, pe
     posterior = vae.encode(images.unsqueeze(2)).latent_dist
     latents = posterior.sample() if weights.sample_posterior else posterior.mode()
     recon = vae.decode(latents, return_dict=False)[0][:, :, 0].float()
+    pixel_weights = foreground_weights(images, weights.foreground) if weights.foreground > 0 else 1.0
     distance = (
-        (lambda a, b: (a - b).square().mean())
+        (lambda a, b: ((a - b).square() * pixel_weights).mean())
         if weights.reconstruction == "mse"
-        else (lambda a, b: (a - b).abs().mean())
+        else (lambda a, b: ((a - b).abs() * pixel_weights).mean())
     )
     loss = weights.l1 * distance(recon, images)
     recon_rgb, target_rgb = over_solid(recon, colors), over_solid(images, colors)
@@ -85,6 +86,16 @@ def vae_loss(vae, images: torch.Tensor, colors: torch.Tensor, config: Config, pe
     if weights.thumbnail > 0:
         loss = loss + weights.thumbnail * thumbnail_anchor(posterior.mode()[:, :, 0], images)
     return loss + weights.kl * posterior.kl().mean()
+
+
+def foreground_weights(images: torch.Tensor, focus: float, reach: int = 2) -> torch.Tensor:
+    """Per-pixel loss weights [B, 1, H, W]: 1, plus `focus` / (the sample's share of it) on its non-transparent pixels
+    grown by `reach` pixels, so a 40-pixel layer's own pixels and edges weigh as much as its whole canvas.
+    """
+    visible = (images[:, 3:4] > -1.0).float()  # alpha in [-1, 1]: -1 is fully transparent
+    grown = torch.nn.functional.max_pool2d(visible, 2 * reach + 1, stride=1, padding=reach)
+    share = grown.mean(dim=(1, 2, 3), keepdim=True).clamp_min(1.0 / grown[0].numel())
+    return 1.0 + focus * grown / share
 
 
 def thumbnail_anchor(latents: torch.Tensor, images: torch.Tensor) -> torch.Tensor:
