@@ -93,6 +93,7 @@ def run_synth(args: argparse.Namespace) -> int:
         workers=args.workers,
         png=args.png,
         style=args.style,
+        overwrite=args.overwrite,
     )
     print(f"wrote {len(paths)} design(s) to {args.output}")
     return 0

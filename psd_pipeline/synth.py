@@ -62,17 +62,27 @@ def write_designs(
     workers: int = 1,
     png: bool = False,
     style: str = "rich",
+    overwrite: bool = False,
 ) -> list[Path]:
-    """Write design_1.psd .. design_N.psd (and design_N.png composites with `png`) into `out`."""
+    """Write design_1.psd .. design_N.psd (and design_N.png composites with `png`) into `out`.
+
+    A file of that name is replaced only when an earlier run wrote it (or with `overwrite`); checked for every
+    design before the first one is written, so a refusal writes nothing.
+    """
     if style == "rich":
         from psd_pipeline.assets import require_assets
 
         require_assets()
     elif style not in STYLES:
         raise ValueError(f"unknown synthetic design style {style!r} (one of {', '.join(STYLES)})")
+    from layered.ownership import check_replaceable
+
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
     jobs = [_Job(out, seed, k, size, png, style) for k in range(1, count + 1)]
+    for job in jobs:
+        for target in _targets(job):
+            check_replaceable(target, overwrite)
+    out.mkdir(parents=True, exist_ok=True)
     if workers <= 1 or count < 2:
         return [_write_one(job) for job in jobs]
     with ProcessPoolExecutor(max_workers=workers) as pool:
@@ -90,13 +100,20 @@ class _Job(NamedTuple):
     style: str
 
 
+def _targets(job: _Job) -> list[Path]:
+    """The files design `job.index` is written to: its PSD, and its PNG composite with `png`."""
+    stem = job.out / f"design_{job.index}"
+    return [stem.with_suffix(".psd"), *([stem.with_suffix(".png")] if job.png else [])]
+
+
 def _write_one(job: _Job) -> Path:
     stack = make_design(job.seed, job.index, job.size, job.style)
-    path = design_to_psd(stack, job.out / f"design_{job.index}.psd")
-    if job.png:
-        from layered.fileio import save_png
+    psd, *composite = _targets(job)
+    path = design_to_psd(stack, psd)
+    if composite:
+        from layered.ownership import save_signed_png  # signed, so that a later run may replace it
 
-        save_png(stack.composite(), job.out / f"design_{job.index}.png")
+        save_signed_png(stack.composite(), composite[0])
     return path
 
 

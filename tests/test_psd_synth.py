@@ -92,6 +92,30 @@ def test_cli_synth(tmp_path):
     assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and "--size" in bad.stderr
 
 
+def test_synth_replaces_its_own_files_but_not_a_users(tmp_path):
+    out = tmp_path / "s"
+    args = ["-o", str(out), "--count", "2", "--seed", "1", "--size", "32", "--style", "flat", "--png"]
+
+    def run(*extra: str) -> subprocess.CompletedProcess:
+        command = [sys.executable, "-m", "layered", "psd", "synth", *args, *extra]
+        return subprocess.run(command, capture_output=True, text=True)
+
+    assert run().returncode == 0
+    first = {p.name: p.read_bytes() for p in out.iterdir()}
+    assert sorted(first) == ["design_1.png", "design_1.psd", "design_2.png", "design_2.psd"]
+    again = run()  # an earlier run's files are ours: replaced, with the same bytes (same seed)
+    assert again.returncode == 0, again.stderr
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == first
+    (out / "design_2.psd").write_bytes(b"the user's own file")
+    (out / "design_1.psd").unlink()
+    refused = run()
+    assert refused.returncode == 2 and refused.stderr.count("\n") == 1 and "--overwrite" in refused.stderr
+    assert (out / "design_2.psd").read_bytes() == b"the user's own file"
+    assert not (out / "design_1.psd").exists()  # checked before the first design is written: nothing written
+    assert run("--overwrite").returncode == 0
+    assert (out / "design_2.psd").read_bytes() == first["design_2.psd"]
+
+
 def test_committed_examples_are_what_the_generator_makes():
     """examples/ was written by `layered psd synth -o examples --count 3 --seed 8 --size 256 --png --style flat`."""
     from pathlib import Path

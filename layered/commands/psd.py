@@ -54,6 +54,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     synth.add_argument("--workers", type=int, default=1, help="worker processes (default 1)")
     synth.add_argument("--png", action="store_true", help="also write each design's composite as PNG")
     synth.add_argument(
+        "--overwrite", action="store_true", help="replace design files layered did not write (its own are replaced)"
+    )
+    synth.add_argument(
         "--style",
         choices=("rich", "flat"),
         default="rich",
