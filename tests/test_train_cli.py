@@ -35,3 +35,26 @@ def test_bad_inputs_exit_2_with_one_line(tmp_path):
         assert out.returncode == 2, (args, out.stderr)
         lines = out.stderr.strip().splitlines()
         assert len(lines) == 1 and message in lines[0], (args, out.stderr)
+
+
+def test_resume_at_the_last_step_writes_the_output_again(tmp_path):
+    """A run resumed at max_steps trains nothing but still writes its folder (how a stage is stopped early)."""
+    import yaml
+    from test_train_data import write_shards
+
+    data = write_shards(tmp_path / "ds", rows=4, layers=2)
+    raw = yaml.safe_load((CONFIGS / "tiny_vae.yaml").read_text())
+    raw["train"].update(checkpoint_every=1, report_to=None)
+    raw["data"]["held_out"] = 0
+    config = tmp_path / "vae.yaml"
+    config.write_text(yaml.safe_dump(raw))
+    args = ["train", "vae", str(config), "--data", str(data), "--output-dir", str(tmp_path / "out"), "--max-steps", "2"]
+    first = layered(*args)
+    assert first.returncode == 0, first.stderr
+    assert "last loss" in first.stdout
+    weights = tmp_path / "out" / "vae" / "diffusion_pytorch_model.safetensors"
+    weights.unlink()
+    again = layered(*args, "--resume")
+    assert again.returncode == 0, again.stderr
+    assert f"wrote {tmp_path / 'out' / 'vae'} (step 2)" in again.stdout
+    assert weights.is_file()

@@ -80,5 +80,7 @@ def run(args: argparse.Namespace) -> int:
 
         result = train_mmdit(config, resume=args.resume)
     if result.get("output"):
-        print(f"wrote {result['output']} (step {result['step']}, last loss {result['losses'][-1]:.4g})")
+        # A run resumed at its last step trains no step: it only writes its output.
+        last = f", last loss {result['losses'][-1]:.4g}" if result["losses"] else ""
+        print(f"wrote {result['output']} (step {result['step']}{last})")
     return 0
