@@ -101,13 +101,13 @@ def unpack(packed: str | Path, output_dir: str | Path) -> Path:
     if not (packed / "training_state.json").is_file():
         raise LayeredError(f"not a packed checkpoint (no training_state.json): {packed}")
     check_output_folder(output_dir, TRAIN_MARKER)  # a user's folder is refused, as `layered train` refuses it
-    mark_output_folder(output_dir, TRAIN_MARKER, "train")  # so that `layered train --resume` takes it as ours
     state = json.loads((packed / "training_state.json").read_text())
     step = int(state["step"])
     final = ckpt.checkpoint_dir(output_dir) / f"checkpoint-{step}"
     tmp = final.with_name(f".tmp-{final.name}")
     if final.exists():
         raise LayeredError(f"{final} exists already: resume from it, or move it away first")
+    mark_output_folder(output_dir, TRAIN_MARKER, "train")  # so that `layered train --resume` takes it as ours
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     shutil.copyfile(packed / "model.safetensors", tmp / "model.safetensors")
