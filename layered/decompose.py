@@ -29,6 +29,8 @@ METHODS = ("classic", "model")
 # The demo model becomes the default only once it beats the classic method (DESIGN.md).
 DEFAULT_METHOD = "classic"
 MAX_LAYERS = 20  # the paper's maximum: no method is asked for more layers than this
+# One denoising step has no schedule: the flow-match scheduler's stretch to `shift_terminal` divides by zero.
+MIN_STEPS = 2
 CLASSIC_AUTO_LAYERS = 12  # classic "auto": at most this many layers
 MODEL_AUTO_LAYERS = 8  # model "auto": decompose into this many, then prune
 DTYPES = ("auto", "float32", "bfloat16", "float16")
@@ -121,7 +123,7 @@ class Settings:
             "method": _choice(self.method, "method", METHODS, DEFAULT_METHOD),
             "model": str(self.model or "demo").strip() or "demo",
             "layers": parse_layers(self.layers),
-            "steps": whole_number(self.steps, "steps", 1, 1000),
+            "steps": whole_number(self.steps, "steps", MIN_STEPS, 1000),
             "seed": whole_number(self.seed, "seed", 0, 2**63 - 1),
             "guidance": _number(self.guidance, "guidance", 1.0, 20.0),
             "resolution": None

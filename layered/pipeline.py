@@ -35,7 +35,7 @@ from diffusers.pipelines.qwenimage.pipeline_qwenimage_layered import calculate_d
 from diffusers.utils import BaseOutput
 from diffusers.utils.torch_utils import randn_tensor
 
-from layered.decompose import MAX_LAYERS, MODEL_AUTO_LAYERS, OFFLOAD_MODES, parse_layers, whole_number
+from layered.decompose import MAX_LAYERS, MIN_STEPS, MODEL_AUTO_LAYERS, OFFLOAD_MODES, parse_layers, whole_number
 from layered.errors import InputError
 from layered.fileio import atomic_path
 from layered.layer_tools import AUTO_TOLERANCE, prune_layers, split_layer
@@ -135,8 +135,10 @@ def _is_empty_prompt(prompt: str | None) -> bool:
     return prompt is None or not str(prompt).strip()
 
 
-def _check_call(image: Any, prompt: Any, prompt_embeds: Any, *, output_type: str, num_images_per_prompt: int) -> None:
-    """The argument checks of `__call__` that need no model."""
+def _check_call(
+    image: Any, prompt: Any, prompt_embeds: Any, *, output_type: str, num_images_per_prompt: int, steps: int
+) -> None:
+    """The argument checks of `__call__` that need no model (`steps`: how many denoising steps will run)."""
     if image is None:
         raise ValueError("LayeredPipeline decomposes an image: pass `image`")
     if output_type not in ("pil", "np", "pt", "latent"):
@@ -145,6 +147,8 @@ def _check_call(image: Any, prompt: Any, prompt_embeds: Any, *, output_type: str
         raise ValueError("pass either `prompt` or `prompt_embeds`, not both")
     if num_images_per_prompt < 1:
         raise ValueError("num_images_per_prompt must be at least 1")
+    if steps < MIN_STEPS:
+        raise ValueError(f"num_inference_steps must be at least {MIN_STEPS} (one step has no noise schedule)")
 
 
 def _layer_counts(layers: Any, count: int, max_layers: int) -> tuple[list[int], list[bool]]:
@@ -458,7 +462,15 @@ class LayeredPipeline(QwenImageLayeredPipeline):
         With `refine` (default) each stack is refined to its input (`layered.refine`): at the input's own size,
         recomposing it within 1/255; `refine=False` gives the raw layers resized. `images` stay at working size.
         """
-        _check_call(image, prompt, prompt_embeds, output_type=output_type, num_images_per_prompt=num_images_per_prompt)
+        steps = num_inference_steps if sigmas is None else len(sigmas)
+        _check_call(
+            image,
+            prompt,
+            prompt_embeds,
+            output_type=output_type,
+            num_images_per_prompt=num_images_per_prompt,
+            steps=steps,
+        )
         if isinstance(callback_on_step_end, (PipelineCallback, MultiPipelineCallbacks)):
             callback_on_step_end_tensor_inputs = callback_on_step_end.tensor_inputs
         inputs = _image_list(image)

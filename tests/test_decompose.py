@@ -100,7 +100,7 @@ def test_cli_editor_classic_and_pipeline_share_the_rule(image, capsys):
 @pytest.mark.parametrize(
     ("field", "value", "message"),
     [
-        ("steps", 0, "steps must be a whole number from 1 to 1000, got 0"),
+        ("steps", 1, "steps must be a whole number from 2 to 1000, got 1"),
         ("seed", -1, "seed must be a whole number from 0 to"),
         ("guidance", 0.5, "guidance must be a number from 1.0 to 20.0, got 0.5"),
         ("resolution", 8, "resolution must be a whole number from 16 to 4096, got 8"),

@@ -316,3 +316,18 @@ def test_bad_arguments(pipe):
         _run(pipe, _image(), layers=2, output_type="jpeg")
     with pytest.raises(ValueError):
         _run(pipe, [_image(), _image()], layers=[2, 2, 2])
+
+
+def test_one_step_is_refused_because_its_schedule_is_undefined(pipe):
+    from diffusers import FlowMatchEulerDiscreteScheduler
+
+    # The reason, from diffusers itself: a single sigma cannot be stretched to `shift_terminal` (0 / 0).
+    scheduler = FlowMatchEulerDiscreteScheduler.from_config(pipe.scheduler.config)
+    with np.errstate(all="ignore"):
+        scheduler.set_timesteps(sigmas=[1.0], mu=1.0)
+    assert torch.isnan(scheduler.sigmas[0])
+    with pytest.raises(ValueError, match="num_inference_steps must be at least 2"):
+        _run(pipe, _image(), layers=2, num_inference_steps=1)
+    with pytest.raises(ValueError, match="num_inference_steps must be at least 2"):
+        _run(pipe, _image(), layers=2, sigmas=[1.0])
+    assert torch.isfinite(_run(pipe, _image(), layers=2, num_inference_steps=2).images[0]).all()

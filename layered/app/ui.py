@@ -22,6 +22,7 @@ from layered import edits
 from layered.app import decompose as dec
 from layered.app import render
 from layered.app.session import EXPORT_CHOICES, EditorSession, load_layer_image
+from layered.decompose import MIN_STEPS
 from layered.errors import LayeredError
 from layered.formats import IMAGE_SUFFIXES, UPLOAD_SUFFIXES
 
@@ -450,7 +451,7 @@ def build_app(model: str = "demo", concurrency: int = 1, examples: list[str] | N
                     layers = gr.Dropdown(
                         LAYER_CHOICES, value="auto", label="Layers", allow_custom_value=True, elem_id="layers-count"
                     )
-                    steps = gr.Slider(1, 100, value=50, step=1, label="Steps (model)")
+                    steps = gr.Slider(MIN_STEPS, 100, value=50, step=1, label="Steps (model)")
                     seed = gr.Number(0, precision=0, label="Seed (model)")
                     guidance = gr.Slider(1.0, 10.0, value=4.0, step=0.5, label="Guidance (model)")
                     resolution = gr.Number(0, precision=0, label="Resolution (model; 0 = its default)")

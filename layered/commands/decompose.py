@@ -51,7 +51,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="N|auto",
         help=f"layer count, 1 to {MAX_LAYERS} (default: auto)",
     )
-    parser.add_argument("--steps", type=int, default=50, metavar="N", help="denoising steps (model; default: 50)")
+    parser.add_argument(
+        "--steps", type=int, default=50, metavar="N", help="denoising steps, at least 2 (model; default: 50)"
+    )
     parser.add_argument("--seed", type=int, default=0, metavar="N", help="random seed (model; default: 0)")
     parser.add_argument(
         "--resolution", type=int, default=None, metavar="N", help="working size (model; default: its own)"
