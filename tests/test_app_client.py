@@ -261,7 +261,7 @@ def test_bad_input_is_reported_and_layers_kept(decomposed, tmp_path):
         ((1, ""), "/rename", "cannot be empty"),
         ((0,), "/merge_down", "bottom layer"),
         (("classic", "demo", "many", 50, 0, 4.0, 0, ""), "/decompose", "layers must be"),
-        (("model", "no/such-model", "2", 1, 0, 4.0, 64, ""), "/decompose", "model"),
+        (("model", "no/such-model", "2", 2, 0, 4.0, 64, ""), "/decompose", "model"),
         ((1, handle_file(str(tmp_path / "bad" / "truncated.png"))), "/replace", "truncated.png"),
     ]
     for args, api, words in bad_calls:
@@ -272,6 +272,8 @@ def test_bad_input_is_reported_and_layers_kept(decomposed, tmp_path):
         c.predict(99, 0, 0, api_name="/move")
     with pytest.raises(AppError, match="not in the list of choices"):
         c.predict("exe", api_name="/export")
+    with pytest.raises(AppError, match="less than minimum value 2"):  # one denoising step has no schedule
+        c.predict("model", "demo", "2", 1, 0, 4.0, 64, "", api_name="/decompose")
     assert len(layers(c.predict(1, True, api_name="/set_visible"))) == 4  # still serving this session
 
 
