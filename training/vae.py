@@ -120,16 +120,22 @@ def _lpips(config: Config, device):
 
 
 @torch.no_grad()
+@torch.no_grad()
+def reconstruct(vae, pixels: np.ndarray) -> np.ndarray:
+    """One RGBA uint8 image through the VAE (posterior mode), back as RGBA uint8."""
+    param = next(vae.parameters())
+    x = torch.from_numpy(to_model_range(pixels))[None, :, None].to(param.device, param.dtype)
+    recon = vae.decode(vae.encode(x).latent_dist.mode(), return_dict=False)[0][0, :, 0].float().cpu()
+    return ((recon.clamp(-1, 1) + 1) * 127.5).round().byte().permute(1, 2, 0).numpy()
+
+
 def evaluate_vae(vae, images: list[np.ndarray]) -> dict[str, float]:
     """Reconstruct RGBA uint8 images (posterior mode); PSNR/SSIM over solid colours and alpha soft IoU (means)."""
     from layered.metrics import soft_iou
 
-    param = next(vae.parameters())
     psnrs, ssims, ious = [], [], []
     for pixels in images:
-        x = torch.from_numpy(to_model_range(pixels))[None, :, None].to(param.device, param.dtype)
-        recon = vae.decode(vae.encode(x).latent_dist.mode(), return_dict=False)[0][0, :, 0].float().cpu()
-        out = ((recon.clamp(-1, 1) + 1) * 127.5).round().byte().permute(1, 2, 0).numpy()
+        out = reconstruct(vae, pixels)
         ious.append(soft_iou(out, pixels))
         for color in EVAL_BACKGROUNDS:
             ref = composite_over(pixels, color, dtype=np.float64)
