@@ -19,6 +19,8 @@ else
 fi
 WORKERS=$(nproc)
 mkdir -p "$OUT" "$WORK"
+# From the checkout, installed or not (the device machine has no `layered` entry point).
+layered() { python3 -m layered "$@"; }
 step() { printf '[%s] %s\n' "$(date +%T)" "$*" | tee -a "$OUT/chain.log"; }
 
 if [[ -n "${DATA:-}" ]]; then  # a dataset built elsewhere (the device machine has no fonts for synth)
@@ -38,9 +40,9 @@ step "i2l, $I2L_STEPS steps"
 layered train mmdit training/configs/demo_v2_i2l_gpu.yaml --data "$WORK/ds" --vae "$WORK/vae/vae" \
     --cache "$WORK/cache" --output-dir "$WORK/i2l" --max-steps "$I2L_STEPS"
 step "export (fp16) and score"
-python -m training.export_pipeline "$WORK/i2l/pipeline" "$OUT/pipeline"
+python3 -m training.export_pipeline "$WORK/i2l/pipeline" "$OUT/pipeline"
 cp "$WORK/vae/logs/metrics.jsonl" "$OUT/vae_metrics.jsonl"
 cp "$WORK/i2l/logs/metrics.jsonl" "$OUT/i2l_metrics.jsonl"
-python benchmarks/bench_quality.py --model "$OUT/pipeline" --sizes 128 256 "${BENCH[@]}" --json "$OUT/bench.json" \
+python3 benchmarks/bench_quality.py --model "$OUT/pipeline" --sizes 128 256 "${BENCH[@]}" --json "$OUT/bench.json" \
     | tee "$OUT/bench.txt"
 step "done"
