@@ -20,6 +20,8 @@ LAYERS_JSON = "layers.json"
 COMPOSITE_PNG = "composite.png"
 MAX_SPEC_BYTES = 64 << 20  # layers.json
 MAX_OFFSET = 1 << 30  # layer offsets, in pixels either way (PSD stores them as int32)
+# What a layer holds, where a decomposer or a data set knows it (optional everywhere; layers.json "kind").
+KINDS = ("background", "panel", "object", "text")
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -32,8 +34,11 @@ class Layer:
     name: str = ""
     opacity: float = 1.0
     visible: bool = True
+    kind: str | None = None  # one of KINDS, or None where unknown
 
     def __post_init__(self) -> None:
+        if self.kind is not None and self.kind not in KINDS:
+            raise ValueError(f"layer kind must be one of {', '.join(KINDS)} or None, got {self.kind!r}")
         pixels = np.ascontiguousarray(self.pixels, dtype=np.uint8)
         if pixels.ndim != 3 or pixels.shape[2] != 4:
             raise ValueError(f"layer pixels must be H x W x 4, got shape {pixels.shape}")
@@ -146,6 +151,7 @@ class LayerStack:
                         "y": layer.y,
                         "opacity": layer.opacity,
                         "visible": layer.visible,
+                        **({"kind": layer.kind} if layer.kind is not None else {}),
                     }
                 )
             save_png(self.composite(), tmp / COMPOSITE_PNG)
@@ -194,12 +200,13 @@ class LayerStack:
                 raise InputError(f"{where}: opacity must be a number from 0 to 1, got {_short(opacity)}")
             if visible not in (True, False):  # also 0 and 1
                 raise InputError(f"{where}: visible must be true or false, got {_short(visible)}")
-            name = entry.get("name", "")
+            name, kind = entry.get("name", ""), entry.get("kind")
+            if kind is not None and kind not in KINDS:
+                raise InputError(f"{where}: kind must be one of {', '.join(KINDS)}, got {_short(kind)}")
             path = resolve_inside(folder, entry["file"])
             pixels = to_rgba_array(open_image(path))
-            layers.append(
-                Layer(pixels, x, y, name if isinstance(name, str) else str(name), float(opacity), bool(visible))
-            )
+            name = name if isinstance(name, str) else str(name)
+            layers.append(Layer(pixels, x, y, name, float(opacity), bool(visible), kind))
         return cls(width, height, tuple(layers), _working_size(doc.get("working_size"), spec), _flag(doc, spec))
 
 
