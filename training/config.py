@@ -13,7 +13,7 @@ from typing import Any
 from layered.errors import InputError
 
 STAGES = ("t2rgba", "t2l", "i2l")
-TASKS = ("vae", "mmdit")
+TASKS = ("vae", "mmdit", "peel")
 LR_SCHEDULERS = ("constant", "constant_with_warmup", "linear", "cosine", "cosine_with_restarts", "polynomial")
 
 
@@ -29,6 +29,7 @@ class DataConfig:
     cache: str | None = None  # folder of cached VAE latents and text embeddings (`training.cache`)
     held_out: int = 0  # rows kept out of training for periodic evaluation
     stats_rows: int = 256  # training rows whose latents set the VAE's latents_mean/std at the end of `train vae`
+    synth: dict[str, Any] | None = None  # peel: designs drawn on the fly (training.peel_data.SynthOptions fields)
 
 
 @dataclass
@@ -40,6 +41,7 @@ class ModelConfig:
     transformer: dict[str, Any] | None = None  # QwenImageTransformer2DModel config for a from-scratch model
     vae_config: dict[str, Any] | None = None  # AutoencoderKLQwenImage config for a from-scratch VAE
     text_encoder: dict[str, Any] | None = None  # tiny Qwen2.5-VL text config, built in code (no download)
+    peel: dict[str, Any] | None = None  # PeelNet config (layered.peel_model) for a from-scratch peel network
 
 
 @dataclass
