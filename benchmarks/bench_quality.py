@@ -9,13 +9,16 @@ Methods:
                ceiling for a decomposer that finds every layer but has to guess the stacking;
   one layer    the whole image as one opaque layer (the trivial baseline);
   classic      `layered.classic.decompose_classic(image, N)`; classic:auto the same with layers="auto";
+  peel         `layered decompose --method peel --layers N` (the peel network of --peel, refined, as the CLI
+               gives it); peel:auto the same with layers="auto";
   model:<dir>  the pipeline's raw layers (at its working size, upsampled), and model:<dir>+refine, the same
                through `layered.refine.refine` (when that module is installed); on --model-samples
                inputs spread evenly over each set (the n column says how many).
 Columns: RGB L1 and soft IoU at merge 0, 1, 2 (`layered.metrics.evaluate`), recomposition PSNR of the
 layers against the input (dB, 99 = exact), seconds per image; then the peak resident memory.
 
-    python benchmarks/bench_quality.py [--count 32] [--sizes 128 256] [--model demo|DIR|none] [--steps 20]
+    python benchmarks/bench_quality.py [--count 32] [--sizes 128 256] [--peel shipped|DIR|none]
+        [--model demo|DIR|none] [--steps 20]
 """
 
 from __future__ import annotations
@@ -90,6 +93,22 @@ def classic(image, truth, _kinds, layers=None):
     from layered.classic import decompose_classic
 
     return decompose_classic(image, layers=len(truth) if layers is None else layers)
+
+
+def peel_methods(folder: str) -> dict[str, Callable]:
+    """peel and peel:auto, through the one decomposer factory the CLI and the editor use."""
+    from layered.decompose import Settings, decomposer
+
+    model = None if folder == "shipped" else folder
+
+    def run(image, layers):
+        settings = Settings(method="peel", model=model or "demo", layers=layers)
+        return decomposer(settings)(image)
+
+    return {
+        "peel": lambda image, truth, _kinds: run(image, len(truth)),
+        "peel:auto": lambda image, _truth, _kinds: run(image, "auto"),
+    }
 
 
 def model_methods(model: str, steps: int) -> dict[str, Callable]:
@@ -168,6 +187,7 @@ def main() -> None:
     parser.add_argument("--sizes", type=int, nargs="+", default=[128, 256])
     parser.add_argument("--corpus", type=Path, default=CORPUS, help="PSD folder (default ../shared/psd-corpus)")
     parser.add_argument("--model", default="demo", help="demo (default), a pipeline folder, or none")
+    parser.add_argument("--peel", default="shipped", help="shipped (default), a PeelNet folder, or none")
     parser.add_argument("--steps", type=int, default=20, help="denoising steps of the model (default 20)")
     parser.add_argument(
         "--model-samples",
@@ -198,6 +218,8 @@ def main() -> None:
         "classic": classic,
         "classic:auto": lambda image, truth, kinds: classic(image, truth, kinds, "auto"),
     }
+    if args.peel != "none":
+        methods.update(peel_methods(args.peel))
     if args.model != "none":
         methods.update(model_methods(args.model, args.steps))
 

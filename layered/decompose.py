@@ -25,7 +25,7 @@ import numpy as np
 from layered.errors import InputError
 from layered.stack import LayerStack
 
-METHODS = ("classic", "model")
+METHODS = ("classic", "peel", "model")
 # The demo model becomes the default only once it beats the classic method (DESIGN.md).
 DEFAULT_METHOD = "classic"
 MAX_LAYERS = 20  # the paper's maximum: no method is asked for more layers than this
@@ -157,6 +157,8 @@ def decomposer(
     """
     if settings.method == "classic":
         return _classic(settings, progress, cancel)
+    if settings.method == "peel":
+        return _peel(settings, progress, cancel)
     pipe = pipeline
     if pipe is None:
         if progress is not None:
@@ -185,6 +187,26 @@ def _classic(settings: Settings, progress: Progress | None, cancel: threading.Ev
         if cancel is not None and cancel.is_set():
             raise Cancelled
         return stack
+
+    return decompose
+
+
+def _peel(settings: Settings, progress: Progress | None, cancel: threading.Event | None) -> Decomposer:
+    """The peel network (`layered.peel`): the shipped one, or a PeelNet folder given as `settings.model`."""
+    from layered.peel import at_size, decompose_peel, load_peel
+    from layered.refine import refine
+
+    if progress is not None:
+        progress(0.0, "loading the peel network")
+    model = load_peel(None if settings.model == "demo" else settings.model)
+
+    def decompose(rgba: np.ndarray) -> LayerStack:
+        if progress is not None:
+            progress(0.1, "peeling layers")
+        stack = decompose_peel(rgba, model, settings.layers)
+        if cancel is not None and cancel.is_set():
+            raise Cancelled
+        return refine(stack, rgba) if settings.refine else at_size(stack, (rgba.shape[1], rgba.shape[0]))
 
     return decompose
 

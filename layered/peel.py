@@ -16,7 +16,15 @@ Refinement (`layered.refine`) runs last, as for every method, and makes the laye
 
 from __future__ import annotations
 
+import dataclasses
+import os
+import threading
+from pathlib import Path
+
 import numpy as np
+
+from layered.errors import InputError
+from layered.stack import Layer, LayerStack, composite
 
 EMPTY = 0.02  # alpha below this is nothing
 OPAQUE = 0.97  # alpha at or above this hides what lies beneath
@@ -57,3 +65,246 @@ def fill_beneath(rgb: np.ndarray, alphas: list[np.ndarray]) -> tuple[np.ndarray,
             colour = np.broadcast_to(flat, image.shape).copy()
         colours.append(np.clip(colour + 0.5, 0, 255).astype(np.uint8))
     return np.clip(beneath + 0.5, 0, 255).astype(np.uint8), colours
+
+
+# ---- the loop -----------------------------------------------------------------------------------------
+
+KIND_NAMES = ("panel", "object", "text")  # the network's kind classes 1..3 (0: no top element)
+TIER = {"panel": 1, "object": 2, "text": 3}  # the layer-order convention within a round: panels, objects, text
+SOLID = 0.5  # alpha above this is inside an element
+MIN_PIXELS = 4  # working-size pixels: a predicted top smaller than this is empty
+MAX_ROUNDS = 12
+MAX_LAYERS = 20  # the one layer-count limit (layered.decompose)
+
+
+@dataclasses.dataclass(frozen=True)
+class Element:
+    """One peeled element at the working size: full-canvas RGBA uint8, its kind, the round it came off in."""
+
+    rgba: np.ndarray
+    kind: str
+    round: int
+
+    @property
+    def area(self) -> float:
+        return float(self.rgba[..., 3].sum()) / 255.0
+
+
+def working_size(width: int, height: int, long_side: int, multiple: int = 16) -> tuple[int, int]:
+    """The size the network sees: the long side `long_side`, both sides multiples of `multiple`."""
+    scale = long_side / max(width, height)
+    return (
+        max(multiple, round(width * scale / multiple) * multiple),
+        max(multiple, round(height * scale / multiple) * multiple),
+    )
+
+
+def predict(model, rgb: np.ndarray, removed: np.ndarray) -> dict[str, np.ndarray]:
+    """The network's maps for one image (working size, H x W x 3 uint8) and its removed mask."""
+    import torch
+
+    param = next(model.parameters())
+    x = np.concatenate([rgb.astype(np.float32).transpose(2, 0, 1) / 127.5 - 1.0, removed[None]], axis=0)
+    with torch.no_grad():
+        logits = model(torch.from_numpy(x[None]).to(device=param.device, dtype=param.dtype))[0].float().cpu()
+    prob = torch.sigmoid(logits).numpy()
+    return {"alpha": prob[0], "kind": logits[1:5].numpy(), "text_box": prob[5], "touch": prob[6]}
+
+
+def split_elements(maps: dict[str, np.ndarray]) -> list[tuple[np.ndarray, str]]:
+    """The top alpha split into elements (alpha, kind): text by the box it falls in, the rest by component."""
+    from scipy import ndimage
+
+    alpha = maps["alpha"]
+    solid = alpha > SOLID
+    kind = 1 + maps["kind"][1:].argmax(axis=0)  # the kind of the element at each pixel (1..3)
+    text = solid & (kind == 3)
+    boxes, _ = ndimage.label(maps["text_box"] > SOLID)
+    labels = np.zeros(alpha.shape, np.int32)
+    text_labels = np.where(text, boxes, 0)
+    labels[text_labels > 0] = text_labels[text_labels > 0]
+    loose = solid & (labels == 0) & (maps["touch"] <= SOLID)  # cut where two elements touch
+    parts, count = ndimage.label(loose, structure=np.ones((3, 3)))
+    offset = labels.max()
+    labels[parts > 0] = parts[parts > 0] + offset
+    if not labels.any():
+        return []
+    # every pixel of the soft top (edges, cut lines) goes to the nearest element
+    _, (iy, ix) = ndimage.distance_transform_edt(labels == 0, return_indices=True)
+    owner = np.where(alpha > EMPTY, labels[iy, ix], 0)
+    out = []
+    for label in np.unique(owner[owner > 0]):
+        mine = owner == label
+        if (solid & mine).sum() < MIN_PIXELS:
+            continue
+        votes = np.bincount(kind[solid & mine], minlength=4)[1:]
+        out.append((np.where(mine, alpha, 0.0).astype(np.float32), KIND_NAMES[int(votes.argmax())]))
+    return out
+
+
+def peel(model, rgb: np.ndarray, max_layers: int) -> tuple[np.ndarray, list[Element]]:
+    """Peel `rgb` (working size) until the top is empty or `max_layers - 1` elements are off: (background, elements)."""
+    removed = np.zeros(rgb.shape[:2], np.float32)
+    elements: list[Element] = []
+    for round_index in range(MAX_ROUNDS):
+        if len(elements) >= max_layers - 1:
+            break
+        maps = predict(model, rgb, removed)
+        if (maps["alpha"] > SOLID).sum() < MIN_PIXELS:
+            break
+        found = split_elements(maps)
+        if not found:
+            break
+        beneath, colours = fill_beneath(rgb, [alpha for alpha, _ in found])
+        for (alpha, kind), colour in zip(found, colours, strict=True):
+            rgba = np.dstack([colour, np.clip(alpha * 255.0 + 0.5, 0, 255).astype(np.uint8)])
+            elements.append(Element(rgba, kind, round_index))
+        removed = np.maximum(removed, union_alpha([alpha for alpha, _ in found], rgb.shape[:2]))
+        rgb = beneath
+    return rgb, elements
+
+
+def stack_order(elements: list[Element]) -> list[Element]:
+    """Bottom-first: later rounds lower; within a round by the convention (panels, objects, text; larger lower)."""
+    return sorted(elements, key=lambda e: (-e.round, TIER[e.kind], -e.area))
+
+
+def decompose_peel(image: np.ndarray, model, layers: int | str = "auto") -> LayerStack:
+    """Peel an RGBA image (flattened over white) into a bottom-first stack at the network's working size.
+
+    `layers` is "auto" (what the peeling finds, at most `MAX_LAYERS`) or an exact count: extra elements are
+    merged into their neighbour in the stack, missing ones are split off (parts of an element, then the
+    background by colour). Refinement to the image's own size is the caller's last step.
+    """
+    from PIL import Image
+
+    count = None if layers == "auto" else int(layers)
+    rgb = flatten_over_white(image)
+    width, height = working_size(rgb.shape[1], rgb.shape[0], int(model.config.sample_size))
+    small = np.asarray(Image.fromarray(rgb).resize((width, height), Image.Resampling.BOX))
+    background, elements = peel(model, small, count or MAX_LAYERS)
+    canvases = [np.dstack([background, np.full((height, width), 255, np.uint8)])]
+    kinds = ["background"]
+    for element in stack_order(elements):
+        canvases.append(element.rgba)
+        kinds.append(element.kind)
+    if count is not None or len(canvases) > MAX_LAYERS:  # one round can bring more than the budget
+        canvases, kinds = fit_count(canvases, kinds, count or MAX_LAYERS)
+    named = _names(kinds)
+    stack = LayerStack(
+        width,
+        height,
+        tuple(Layer.from_canvas(c, n, kind=k) for c, n, k in zip(canvases, named, kinds, strict=True)),
+    )
+    return stack.replace(working_size=(width, height))
+
+
+def at_size(stack: LayerStack, size: tuple[int, int]) -> LayerStack:
+    """The raw (unrefined) layers resized to `size`, names and kinds kept."""
+    from layered.pixels import resize_rgba
+
+    layers = [
+        Layer.from_canvas(resize_rgba(stack.render_layer(i), size), layer.name, kind=layer.kind)
+        for i, layer in enumerate(stack.layers)
+    ]
+    return LayerStack(size[0], size[1], tuple(layers), working_size=stack.size, refined=False)
+
+
+def flatten_over_white(image: np.ndarray) -> np.ndarray:
+    """RGB uint8 of an RGBA (or RGB) array laid over white."""
+    image = np.asarray(image)
+    if image.shape[2] == 3:
+        return image.astype(np.uint8)
+    a = image[..., 3:].astype(np.float32) / 255.0
+    return np.clip(image[..., :3] * a + 255.0 * (1.0 - a) + 0.5, 0, 255).astype(np.uint8)
+
+
+def fit_count(canvases: list[np.ndarray], kinds: list[str], count: int) -> tuple[list[np.ndarray], list[str]]:
+    """Exactly `count` layers: merge the adjacent pair of least area, or split the largest splittable one."""
+    canvases, kinds = list(canvases), list(kinds)
+    while len(canvases) > count:
+        areas = [float(c[..., 3].sum()) for c in canvases]
+        i = min(range(len(canvases) - 1), key=lambda k: areas[k] + areas[k + 1] if k else np.inf)
+        merged = composite_canvases(canvases[i : i + 2])
+        canvases[i : i + 2] = [merged]
+        kinds[i : i + 2] = [kinds[i]]
+    while len(canvases) < count:
+        split = _split_one(canvases, kinds, count - len(canvases))
+        if split is None:
+            break
+        canvases, kinds = split
+    return canvases, kinds
+
+
+def composite_canvases(canvases: list[np.ndarray]) -> np.ndarray:
+    """Full-canvas RGBA layers (bottom-first) flattened into one, by the one compositing rule."""
+    height, width = canvases[0].shape[:2]
+    return composite([Layer(c) for c in canvases], width, height)
+
+
+def _split_one(canvases, kinds, missing: int):
+    """One more layer: the largest element made of several parts gives up its smallest part; else the background."""
+    from scipy import ndimage
+
+    best = None
+    for i in range(1, len(canvases)):
+        parts, n = ndimage.label(canvases[i][..., 3] > 0, structure=np.ones((3, 3)))
+        if n > 1 and (best is None or n > best[2]):
+            best = (i, parts, n)
+    if best is not None:
+        i, parts, n = best
+        sizes = ndimage.sum(np.ones_like(parts), parts, index=range(1, n + 1))
+        part = parts == 1 + int(np.argmin(sizes))
+        rest, piece = canvases[i].copy(), canvases[i].copy()
+        rest[part] = 0
+        piece[~part] = 0
+        return canvases[:i] + [rest, piece] + canvases[i + 1 :], kinds[: i + 1] + [kinds[i]] + kinds[i + 1 :]
+    from layered.classic import decompose_classic
+
+    base = decompose_classic(canvases[0], min(missing + 1, MAX_LAYERS))
+    if len(base) < 2:
+        return None
+    plates = [base.render_layer(k) for k in range(len(base))]
+    return plates + canvases[1:], ["background"] + ["panel"] * (len(plates) - 1) + kinds[1:]
+
+
+def _names(kinds: list[str]) -> list[str]:
+    """ "Background", then "Panel 1", "Object 2", "Text 1"... numbered per kind, bottom-up."""
+    counts: dict[str, int] = {}
+    names = []
+    for kind in kinds:
+        counts[kind] = counts.get(kind, 0) + 1
+        names.append("Background" if kind == "background" and counts[kind] == 1 else f"{kind.title()} {counts[kind]}")
+    return names
+
+
+# ---- the shipped network -------------------------------------------------------------------------------
+
+PEEL_DIR = Path(__file__).resolve().parent / "assets" / "peel"
+_MODELS: dict[tuple, object] = {}
+_MODELS_LOCK = threading.Lock()
+
+
+def load_peel(folder: str | os.PathLike | None = None, device: str = "cpu"):
+    """The `PeelNet` of `folder` (default: the shipped `layered/assets/peel`), in eval mode, loaded once per process.
+
+    A missing or broken folder is one `InputError` that names it.
+    """
+    folder = Path(folder) if folder is not None else PEEL_DIR
+    config = folder / "config.json"
+    if not config.is_file():
+        raise InputError(f"{folder}: no peel network here (no config.json): reinstall layered or give a PeelNet folder")
+    key = (str(folder.resolve()), config.stat().st_mtime_ns, device)
+    with _MODELS_LOCK:
+        model = _MODELS.get(key)
+        if model is None:
+            import torch
+
+            from layered.peel_model import PeelNet
+
+            try:
+                model = PeelNet.from_pretrained(folder, torch_dtype=torch.float32).to(device).eval()
+            except Exception as exc:  # a truncated file, a wrong config: say which folder, not a traceback
+                raise InputError(f"{folder}: not a loadable peel network ({type(exc).__name__}: {exc})") from None
+            _MODELS[key] = model
+        return model

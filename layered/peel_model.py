@@ -52,10 +52,18 @@ class _Context(nn.Module):
 
 
 class PeelNet(ModelMixin, ConfigMixin):
-    """The top-elements predictor of `layered.peel`; `channels` are the widths at 1/2, 1/4, 1/8 and 1/16 size."""
+    """The top-elements predictor of `layered.peel`; `channels` are the widths at 1/2, 1/4, 1/8 and 1/16 size.
+
+    `sample_size` is the long side it was trained at: `layered.peel` works at that size.
+    """
 
     @register_to_config
-    def __init__(self, channels: tuple[int, ...] = (24, 48, 96, 160), head_channels: int = 16) -> None:
+    def __init__(
+        self,
+        channels: tuple[int, ...] = (24, 48, 96, 160),
+        head_channels: int = 16,
+        sample_size: int = 128,  # noqa: ARG002
+    ) -> None:
         super().__init__()
         c = list(channels)
         self.stem = nn.Sequential(

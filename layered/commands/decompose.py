@@ -1,7 +1,7 @@
-"""`layered decompose IMAGE... -o DIR`: split images into RGBA layers with the model or the classic method.
+"""`layered decompose IMAGE... -o DIR`: split images into RGBA layers (classic, peel or the diffusion model).
 
-Light to import: torch and diffusers load only for `--method model`. Under `accelerate launch` the inputs
-are split across processes with `PartialState().split_between_processes`.
+Light to import: torch loads only for `--method peel` and `--method model`, diffusers only for the model.
+Under `accelerate launch` the inputs are split across processes with `PartialState().split_between_processes`.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from layered.decompose import (
     DEFAULT_METHOD,
     DTYPES,
     MAX_LAYERS,
+    METHODS,
     OFFLOAD_MODES,
     Decomposer,
     Settings,
@@ -37,9 +38,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-o", "--output", default="layers", metavar="DIR", help="output folder (default: ./layers)")
     parser.add_argument(
         "--method",
-        choices=("model", "classic"),
+        choices=METHODS,
         default=None,
-        help=f"diffusion model or non-learned classic method (default: {DEFAULT_METHOD}; model with --model)",
+        help=f"classic (non-learned), peel (the shipped peel network; --model PATH for another) or the diffusion "
+        f"model (default: {DEFAULT_METHOD}; model with --model)",
     )
     parser.add_argument(
         "--model", default=None, metavar="ID|PATH", help="demo, qwen-image-layered, a Hub id or a folder"

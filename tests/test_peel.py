@@ -1,0 +1,172 @@
+"""The peel loop's contract (layered.peel), on tiny networks built here and on maps made by hand.
+
+Independent references: the compositing formula C = a F + (1 - a) B for what lies beneath, connected regions
+drawn by hand for the element split, psd-tools for the layer names in the PSD.
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from layered.decompose import Settings, decomposer
+from layered.errors import InputError
+from layered.peel import decompose_peel, fill_beneath, load_peel, split_elements, working_size
+from layered.peel_model import OUTPUTS, PeelNet
+from psd_pipeline.synth_rich import draw_rich
+
+
+def _network(folder, alpha_bias: float | None = None, seed: int = 0):
+    """A tiny random PeelNet saved to `folder`; `alpha_bias` forces the top alpha to nothing (-) or all (+)."""
+    torch.manual_seed(seed)
+    model = PeelNet(channels=(4, 8, 8, 8), head_channels=4, sample_size=64)
+    if alpha_bias is not None:
+        with torch.no_grad():
+            model.head[-1].weight[0].zero_()
+            model.head[-1].bias[0] = alpha_bias
+    model.save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def design():
+    return draw_rich(1000, 3, 96).stack.composite()
+
+
+def test_network_maps_have_the_documented_channels():
+    model = PeelNet(channels=(4, 8, 8, 8), head_channels=4)
+    out = model(torch.zeros(2, 4, 48, 32))
+    assert out.shape == (2, len(OUTPUTS), 48, 32)
+
+
+@pytest.mark.parametrize("count", [1, 2, 3, 5, 7])
+@pytest.mark.parametrize("bias", [None, -20.0, 20.0])
+def test_exactly_n_layers_when_asked(tmp_path, design, count, bias):
+    folder = _network(tmp_path / "net", bias)
+    stack = decomposer(Settings(method="peel", model=str(folder), layers=count))(design)
+    assert len(stack) == count
+    assert stack[0].kind == "background"
+
+
+def test_auto_stops_when_the_top_comes_back_empty(tmp_path, design):
+    stack = decompose_peel(design, load_peel(_network(tmp_path / "empty", -20.0)), "auto")
+    assert len(stack) == 1 and stack[0].name == "Background"
+
+
+def test_auto_never_passes_the_layer_limit(tmp_path, design):
+    stack = decompose_peel(design, load_peel(_network(tmp_path / "all", 20.0)), "auto")
+    assert 1 < len(stack) <= 20
+
+
+def test_refined_layers_recompose_the_input(tmp_path, design):
+    stack = decomposer(Settings(method="peel", model=str(_network(tmp_path / "net")), layers=4))(design)
+    assert stack.size == (design.shape[1], design.shape[0])
+    assert np.abs(stack.composite().astype(int) - design.astype(int)).max() <= 1
+
+
+def test_no_refine_gives_the_raw_layers_at_the_input_size(tmp_path, design):
+    settings = Settings(method="peel", model=str(_network(tmp_path / "net")), layers=3, refine=False)
+    stack = decomposer(settings)(design)
+    assert stack.size == (96, 96) and stack.refined is False and stack.working_size == (64, 64)
+
+
+def test_kinds_reach_layers_json_and_the_psd(tmp_path, design):
+    from psd_tools import PSDImage
+
+    from layered.formats import write_stack
+
+    stack = decomposer(Settings(method="peel", model=str(_network(tmp_path / "net", 20.0)), layers=4))(design)
+    kinds = [layer.kind for layer in stack]
+    assert kinds[0] == "background" and all(k in ("panel", "object", "text") for k in kinds[1:])
+    stack.save(tmp_path / "out")
+    doc = json.loads((tmp_path / "out" / "layers.json").read_text())
+    assert [entry["kind"] for entry in doc["layers"]] == kinds
+    write_stack(stack, tmp_path / "out.psd")
+    names = [layer.name for layer in PSDImage.open(tmp_path / "out.psd")]
+    assert names == [layer.name for layer in stack]
+    assert names[0] == "Background" and all(n.split()[0] in ("Panel", "Object", "Text") for n in names[1:])
+
+
+def test_a_missing_or_broken_network_folder_is_one_error_naming_it(tmp_path):
+    with pytest.raises(InputError, match="no peel network"):
+        load_peel(tmp_path / "nothing")
+    broken = _network(tmp_path / "broken")
+    weights = next(broken.glob("*.safetensors"))
+    weights.write_bytes(weights.read_bytes()[:100])
+    with pytest.raises(InputError, match=str(broken)):
+        load_peel(broken)
+
+
+def test_working_size_keeps_the_aspect_on_multiples_of_16():
+    assert working_size(256, 256, 128) == (128, 128)
+    assert working_size(1664, 928, 128) == (128, 64)
+    assert working_size(10, 4000, 128) == (16, 128)
+
+
+def test_fill_beneath_recovers_an_opaque_elements_background():
+    rgb = np.zeros((40, 40, 3), np.uint8)
+    rgb[:] = (30, 120, 200)
+    alpha = np.zeros((40, 40), np.float32)
+    alpha[10:25, 12:30] = 1.0
+    rgb[alpha > 0] = (250, 20, 20)
+    beneath, (colour,) = fill_beneath(rgb, [alpha])
+    assert np.abs(beneath.astype(int) - (30, 120, 200)).max() <= 4  # Telea's weights round a little
+    assert np.abs(colour[alpha > 0].astype(int) - (250, 20, 20)).max() <= 2
+
+
+def test_fill_beneath_unblends_a_see_through_panel():
+    """C = a F + (1 - a) B with a textured B: B comes back under the panel, and F is the panel's colour."""
+    yy, xx = np.mgrid[0:48, 0:48]
+    below = np.dstack([xx * 5, yy * 5, np.full_like(xx, 90)]).astype(np.float32)
+    alpha = np.zeros((48, 48), np.float32)
+    alpha[8:40, 6:42] = 0.6
+    panel = np.array([240.0, 240.0, 240.0])
+    image = alpha[..., None] * panel + (1 - alpha[..., None]) * below
+    beneath, (colour,) = fill_beneath(np.round(image).astype(np.uint8), [alpha])
+    inside = alpha > 0
+    assert np.abs(beneath[inside].astype(float) - below[inside]).mean() < 2.0
+    assert np.abs(colour[inside].astype(float) - panel).max() <= 2
+
+
+def _maps(alpha, kind=None, text_box=None, touch=None):
+    h, w = alpha.shape
+    kinds = np.zeros((4, h, w), np.float32)
+    kinds[2] = 1.0  # object everywhere unless told
+    if kind is not None:
+        kinds[:] = 0.0
+        for k in range(4):
+            kinds[k][kind == k] = 1.0
+    zero = np.zeros((h, w), np.float32)
+    return {
+        "alpha": alpha,
+        "kind": kinds,
+        "text_box": zero if text_box is None else text_box,
+        "touch": zero if touch is None else touch,
+    }
+
+
+def test_split_separates_regions_and_cuts_where_they_touch():
+    alpha = np.zeros((30, 40), np.float32)
+    alpha[2:10, 2:10] = 1.0  # one object
+    alpha[15:25, 5:35] = 1.0  # two objects side by side, touching at column 20
+    touch = np.zeros_like(alpha)
+    touch[15:25, 19:21] = 1.0
+    parts = split_elements(_maps(alpha, touch=touch))
+    assert len(parts) == 3
+    assert sorted(int((a > 0.5).sum()) for a, _ in parts) == sorted([64, 150, 150])
+    assert np.allclose(sum(a for a, _ in parts), alpha)  # every top pixel is in exactly one element
+
+
+def test_split_keeps_a_line_of_words_together():
+    alpha = np.zeros((20, 60), np.float32)
+    kind = np.zeros((20, 60), np.int64)
+    for x in (5, 20, 35):  # three words, apart from each other
+        alpha[5:12, x : x + 10] = 1.0
+    kind[alpha > 0] = 3
+    box = np.zeros_like(alpha)
+    box[4:13, 4:46] = 1.0
+    parts = split_elements(_maps(alpha, kind=kind, text_box=box))
+    assert len(parts) == 1 and parts[0][1] == "text"
