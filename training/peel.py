@@ -197,14 +197,28 @@ def save_peel(model: PeelNet, folder: Path, dtype: torch.dtype = torch.float32) 
 
 
 def main(argv: list[str] | None = None) -> int:
-    """`python -m training.peel export RUN/peel layered/assets/peel`: the shipped fp16 copy of a trained network."""
+    """`python -m training.peel export SOURCE TARGET`: the shipped fp16 copy of a trained network.
+
+    SOURCE is a `PeelNet` folder (OUTPUT/peel), or a checkpoint of a run with `--config` its training config.
+    """
+    from safetensors.torch import load_file
+
+    from training.config import load_config
+
     parser = argparse.ArgumentParser(prog="python -m training.peel")
     parser.add_argument("action", choices=["export"])
     parser.add_argument("source")
     parser.add_argument("target")
+    parser.add_argument("--config", help="the run's config (when SOURCE is a checkpoint folder)")
+    parser.add_argument("--dtype", choices=["float16", "float32"], default="float16")
     args = parser.parse_args(argv)
-    model = PeelNet.from_pretrained(args.source)
-    print(save_peel(model, Path(args.target), torch.float16)["output"])
+    source = Path(args.source)
+    if (source / "config.json").is_file():
+        model = PeelNet.from_pretrained(source)
+    else:
+        model = PeelNet(**(load_config(args.config).model.peel or {}))
+        model.load_state_dict(load_file(source / "model.safetensors"))
+    print(save_peel(model, Path(args.target), getattr(torch, args.dtype))["output"])
     return 0
 
 
