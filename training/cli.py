@@ -1,4 +1,4 @@
-"""`layered train vae|mmdit CONFIG`: flags override the config; the same entry runs under `accelerate launch`."""
+"""`layered train vae|mmdit|peel CONFIG`: flags override the config; the same entry runs under `accelerate launch`."""
 
 from __future__ import annotations
 
@@ -13,7 +13,9 @@ TRAIN_MARKER = ".layered-train.json"  # in --output-dir: the folder is a trainin
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("task", choices=["vae", "mmdit"], help="what to train: the RGBA-VAE or the VLD-MMDiT")
+    parser.add_argument(
+        "task", choices=["vae", "mmdit", "peel"], help="what to train: the RGBA-VAE, the VLD-MMDiT or the peel network"
+    )
     parser.add_argument("config", metavar="CONFIG.yaml", help="training config (see training/configs/)")
     parser.add_argument("--data", metavar="DIR", help="dataset folder of Parquet shards (overrides data.path)")
     parser.add_argument("--output-dir", metavar="DIR", help="where checkpoints, logs and the output go")
@@ -59,6 +61,12 @@ def run(args: argparse.Namespace) -> int:
     from layered.errors import InputError
     from training.data import list_shards
 
+    if config.task == "peel":  # designs drawn on the fly (data.synth): no dataset to check
+        _claim_output_dir(config.output_dir, args.overwrite, args.resume)
+        from training.peel import train_peel
+
+        return _report(train_peel(config, resume=args.resume))
+
     if args.build_cache and not args.cache:
         raise InputError("--build-cache needs --cache DIR")
     if not config.data.path:
@@ -79,6 +87,11 @@ def run(args: argparse.Namespace) -> int:
         from training.mmdit import train_mmdit
 
         result = train_mmdit(config, resume=args.resume)
+    return _report(result)
+
+
+def _report(result: dict) -> int:
+    """One line: what the run wrote, at which step, with its last loss."""
     if result.get("output"):
         # A run resumed at its last step trains no step: it only writes its output.
         last = f", last loss {result['losses'][-1]:.4g}" if result["losses"] else ""

@@ -1,4 +1,4 @@
-"""`layered train vae|mmdit CONFIG`: a light shim; the training package is imported only when it runs."""
+"""`layered train vae|mmdit|peel CONFIG`: a light shim; the training package is imported only when it runs."""
 
 from __future__ import annotations
 
