@@ -6,8 +6,9 @@ One round, on the current image C (what is left) at the working size:
   2. the alpha is split into elements: text pixels by the text box they fall in (a line or a paragraph is one
      element), the others by connected component, cut where two elements touch;
   3. each element's colour is its unblending against what lies beneath, F = (C - (1 - a) B) / a;
-  4. what the elements covered is filled in (`fill_beneath`): B = Telea inpainting, except under the body of a
-     see-through element (one whose alpha stays low), where B = (C - a F) / (1 - a) with one flat colour F;
+  4. what the elements covered is filled in (`fill_beneath`): B = Navier-Stokes inpainting (OpenCV), except
+     under the body of a see-through element of one flat colour F (a panel: its inner alpha low and even, its
+     colour flat at its edge), where B = (C - a F) / (1 - a). `benchmarks/bench_fill.py` measures the choice;
   5. C := B, and again, until the predicted alpha is empty or the layer budget is spent. What is left is the
      opaque background. Elements of one round are stacked by the layer-order convention (panels, objects,
      text; larger lower).
@@ -30,6 +31,8 @@ EMPTY = 0.02  # alpha below this is nothing
 OPAQUE = 0.97  # alpha at or above this hides what lies beneath
 SEE_THROUGH = 0.9  # an element whose inner alpha stays below this (a panel) is unblended, not inpainted
 MIN_INTERIOR = 24  # pixels: thinner elements (text strokes) are never taken for see-through ones
+FLAT_SPREAD = 10.0  # levels: a see-through element whose colour varies more than this is inpainted after all
+UNIFORM = 0.08  # ... nor are those whose inner alpha varies more than this (a soft shadow around an object)
 INPAINT_RADIUS = 3
 
 
@@ -49,7 +52,7 @@ def fill_beneath(rgb: np.ndarray, alphas: list[np.ndarray]) -> tuple[np.ndarray,
     image = rgb.astype(np.float32)
     union = union_alpha(alphas, rgb.shape[:2])
     hole = ndimage.binary_dilation(union > EMPTY, iterations=1)
-    inpainted = cv2.inpaint(np.ascontiguousarray(rgb), hole.astype(np.uint8), INPAINT_RADIUS, cv2.INPAINT_TELEA)
+    inpainted = cv2.inpaint(np.ascontiguousarray(rgb), hole.astype(np.uint8), INPAINT_RADIUS, cv2.INPAINT_NS)
     beneath = inpainted.astype(np.float32)
     colours = []
     for alpha in alphas:
@@ -57,9 +60,14 @@ def fill_beneath(rgb: np.ndarray, alphas: list[np.ndarray]) -> tuple[np.ndarray,
         support = alpha > EMPTY
         colour = np.where(a > EMPTY, (image - (1.0 - a) * beneath) / np.maximum(a, EMPTY), image)
         interior = ndimage.binary_erosion(support, iterations=2)
-        if interior.sum() >= MIN_INTERIOR and float(np.median(alpha[interior])) < SEE_THROUGH:
-            flat = np.median(colour[alpha >= np.quantile(alpha[support], 0.5)], axis=0)
-            see_through = alpha >= 0.5 * float(alpha.max())  # its body; a soft rim is inpainted
+        inner = alpha[interior]
+        if inner.size >= MIN_INTERIOR and np.median(inner) < SEE_THROUGH and inner.std() < UNIFORM:
+            edge = interior & ~ndimage.binary_erosion(interior, iterations=2)  # where the fill is still faithful
+            if float(colour[edge].std(axis=0).max()) > FLAT_SPREAD:  # not one flat colour (a gradient): inpaint
+                colours.append(np.clip(colour + 0.5, 0, 255).astype(np.uint8))
+                continue
+            flat = np.median(colour[edge], axis=0)
+            see_through = (alpha >= 0.5 * float(alpha.max())) & (alpha < OPAQUE)  # its body; a soft rim is inpainted
             under = (image - a * flat) / np.maximum(1.0 - a, 1.0 - OPAQUE)
             beneath[see_through] = under[see_through]
             colour = np.broadcast_to(flat, image.shape).copy()
