@@ -31,7 +31,7 @@ EMPTY = 0.02  # alpha below this is nothing
 OPAQUE = 0.97  # alpha at or above this hides what lies beneath
 SEE_THROUGH = 0.9  # an element whose inner alpha stays below this (a panel) is unblended, not inpainted
 MIN_INTERIOR = 24  # pixels: thinner elements (text strokes) are never taken for see-through ones
-FLAT_SPREAD = 10.0  # levels: a see-through element whose colour varies more than this is inpainted after all
+FLAT_SPREAD = 6.0  # levels (median absolute deviation): a see-through element more varied than this is inpainted
 UNIFORM = 0.08  # ... nor are those whose inner alpha varies more than this (a soft shadow around an object)
 INPAINT_RADIUS = 3
 
@@ -62,14 +62,15 @@ def fill_beneath(rgb: np.ndarray, alphas: list[np.ndarray]) -> tuple[np.ndarray,
         interior = ndimage.binary_erosion(support, iterations=2)
         inner = alpha[interior]
         if inner.size >= MIN_INTERIOR and np.median(inner) < SEE_THROUGH and inner.std() < UNIFORM:
-            edge = interior & ~ndimage.binary_erosion(interior, iterations=2)  # where the fill is still faithful
-            if float(colour[edge].std(axis=0).max()) > FLAT_SPREAD:  # not one flat colour (a gradient): inpaint
+            body = (alpha >= 0.5 * float(alpha.max())) & (alpha < OPAQUE)
+            edge = body & ndimage.binary_dilation(~support, iterations=3)  # where the fill is still faithful
+            estimates = colour[edge]
+            flat = np.median(estimates, axis=0)
+            if float(np.median(np.abs(estimates - flat), axis=0).max()) > FLAT_SPREAD:  # a gradient: inpaint
                 colours.append(np.clip(colour + 0.5, 0, 255).astype(np.uint8))
                 continue
-            flat = np.median(colour[edge], axis=0)
-            see_through = (alpha >= 0.5 * float(alpha.max())) & (alpha < OPAQUE)  # its body; a soft rim is inpainted
             under = (image - a * flat) / np.maximum(1.0 - a, 1.0 - OPAQUE)
-            beneath[see_through] = under[see_through]
+            beneath[body] = under[body]  # its body; a soft rim is inpainted
             colour = np.broadcast_to(flat, image.shape).copy()
         colours.append(np.clip(colour + 0.5, 0, 255).astype(np.uint8))
     return np.clip(beneath + 0.5, 0, 255).astype(np.uint8), colours
