@@ -102,7 +102,7 @@ def evaluate_rounds(model: PeelNet, rounds: list[dict], batch_size: int = 16) ->
         batch = to_tensors(rounds[start : start + batch_size])
         logits = model(batch["input"])
         prob = torch.sigmoid(logits[:, 0])
-        kind = logits[:, 1:5].argmax(dim=1)
+        kind = 1 + logits[:, 2:5].argmax(dim=1)  # as the loop reads it: the kind of the element at each pixel
         for i in range(prob.shape[0]):
             target = batch["alpha"][i]
             if float(target.max()) <= EMPTY:
