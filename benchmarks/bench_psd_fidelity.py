@@ -1,17 +1,24 @@
-"""Fidelity of `layered psd build` on the shared corpus: accepted rows vs the colour-managed stored composite.
+"""Fidelity on the shared corpus, against Photoshop's stored composite: the builder's row and the reader's row.
 
-Each accepted row's layers are recomposed with PIL's alpha_composite and compared with Photoshop's stored
-composite in sRGB (the document's ICC profile applied by psd-tools / ImageCms, see
-`tests/helpers.colour_managed_composite`), not with the builder's own reference. Prints the share of rows
-at >= 40 dB and >= 30 dB, the lowest, and every row under 40 dB; `--strict-topil` also scores against
-psd-tools' `topil()` unchanged (it un-mattes transparent documents after the profile transform).
+- builder: `layered psd build`'s accepted rows (their full-canvas layers, recomposed with PIL's alpha_composite);
+- reader: what the editor, `layered compose`, `eval`, `refine` and `decompose --recursive` open
+  (`layered.formats.psd.read_with_notes`), on every corpus PSD that carries a stored composite.
 
-    nice python benchmarks/bench_psd_fidelity.py [CORPUS_DIR] [--workers 2] [--dataset DIR]
+Both are scored against the colour-managed stored composite built from psd-tools and ImageCms alone
+(`tests/helpers.colour_managed_composite`), as the worse of the two PSNRs over black and over white (a
+stored composite without alpha is the document flattened over white: scored over white). "Layers kept" is,
+over the files the builder accepts, sum(min(reader layers, builder layers)) / sum(builder layers), counting
+the reader's visible non-empty layers. Open time is the sum over files of the best of `--repeat` opens,
+divided by the same sum recorded for the reader before issue 24 (`psd_open_baseline.json`, this machine).
+
+    nice python benchmarks/bench_psd_fidelity.py [CORPUS_DIR] [--workers 2] [--dataset DIR] [--reader-only]
+    python benchmarks/bench_psd_fidelity.py --save-baseline   # records the current reader as the baseline
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import resource
 import sys
 import tempfile
@@ -23,30 +30,104 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 DEFAULT_CORPUS = ROOT.parent / "shared" / "psd-corpus"
+BASELINE = Path(__file__).with_name("psd_open_baseline.json")
 
 
-def score(corpus: Path, dataset: Path, strict_topil: bool) -> list[tuple[str, float, float | None]]:
-    """(source, dB vs the colour-managed stored composite, dB vs plain topil() or None) per accepted row."""
+def worst_over(ours: np.ndarray, reference: np.ndarray) -> float:
+    """The worse PSNR (dB, capped at 99) of `ours` (straight RGBA) over black and over white vs `reference`."""
+    a = ours[..., 3:].astype(np.float64) / 255.0
+    rgb = ours[..., :3].astype(np.float64) / 255.0
+    ref = reference.astype(np.float64) / 255.0
+    if ref.shape[2] == 3:  # flattened over white
+        pairs = [(rgb * a + 1 - a, ref)]
+    else:
+        ra = ref[..., 3:]
+        pairs = [(rgb * a + back * (1 - a), ref[..., :3] * ra + back * (1 - ra)) for back in (0.0, 1.0)]
+    values = []
+    for x, y in pairs:
+        mse = float(np.mean((x - y) ** 2))
+        values.append(99.0 if mse < 1e-10 else min(99.0, 10 * np.log10(1 / mse)))
+    return min(values)
+
+
+def stored_reference(path: Path):
+    """The colour-managed stored composite of `path`, or None when the file has none psd-tools can read."""
     import warnings
 
-    from helpers import alpha_over_psnr, colour_managed_composite
+    from helpers import colour_managed_composite
     from psd_tools import PSDImage
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            psd = PSDImage.open(path)
+            if not psd.has_preview() or psd.topil() is None or psd.topil().size != psd.size:
+                return None
+            return colour_managed_composite(psd)
+        except Exception:
+            return None
+
+
+def corpus_files(corpus: Path) -> list[Path]:
+    from layered.formats import PSD_SUFFIXES
+
+    return sorted(p for p in corpus.rglob("*") if p.suffix.lower() in PSD_SUFFIXES)
+
+
+def score_reader(corpus: Path, repeat: int) -> dict[str, dict]:
+    """Per corpus file with a stored composite: dB, visible layers, notes, best open seconds (or error)."""
+    import logging
+
+    from layered.errors import InputError
+    from layered.formats import psd as psd_format
+
+    logging.disable(logging.WARNING)
+    out = {}
+    for path in corpus_files(corpus):
+        reference = stored_reference(path)
+        if reference is None:
+            continue
+        source = str(path.relative_to(corpus))
+        best, result = float("inf"), None
+        try:
+            for _ in range(repeat):
+                start = time.perf_counter()
+                result = psd_format.read_with_notes(path)
+                best = min(best, time.perf_counter() - start)
+        except InputError as exc:
+            out[source] = {"error": str(exc)}
+            continue
+        stack, notes = result
+        shown = sum(1 for layer in stack if layer.visible and not layer.is_empty)
+        value = worst_over(stack.composite(), reference) if reference.shape[:2] == stack.size[::-1] else 0.0
+        out[source] = {"db": round(value, 3), "layers": shown, "notes": list(notes), "seconds": best}
+    return out
+
+
+def score_builder(corpus: Path, dataset: Path) -> dict[str, dict]:
+    """Per accepted row: dB (recomposed with PIL) and its layer count; rows without a stored composite skipped."""
+    from PIL import Image
 
     from psd_pipeline.dataset import iter_samples
 
-    warnings.simplefilter("ignore")
-    out = []
+    out = {}
     for _id, _composite, layers, meta in iter_samples(dataset):
-        if meta["reference"] != "stored":
-            continue  # no stored composite to compare with (the builder used psd-tools' render)
-        psd = PSDImage.open(corpus / meta["source"])
-        value = alpha_over_psnr(layers, colour_managed_composite(psd))
-        plain = None
-        if strict_topil:
-            managed = psd.topil()
-            plain = alpha_over_psnr(layers, np.asarray(managed.convert("RGBA" if "A" in managed.mode else "RGB")))
-        out.append((meta["source"], value, plain))
+        reference = stored_reference(corpus / meta["source"])
+        if reference is None or meta["reference"] != "stored":
+            continue
+        flat = Image.new("RGBA", (layers[0].shape[1], layers[0].shape[0]), (0, 0, 0, 0))
+        for layer in layers:
+            flat = Image.alpha_composite(flat, Image.fromarray(layer))
+        out[meta["source"]] = {"db": round(worst_over(np.asarray(flat), reference), 3), "layers": len(layers)}
     return out
+
+
+def row(name: str, scores: dict[str, dict], kept: str, ratio: str) -> str:
+    values = np.array([s["db"] for s in scores.values() if "db" in s])
+    errors = sum("error" in s for s in scores.values())
+    text = f"{name:<26} {int(np.sum(values >= 40)):>4}/{len(values):<4} {int(np.sum(values < 30)):>9}"
+    text += f" {values.min():>9.2f} {kept:>12} {ratio:>10}"
+    return text + (f"   ({errors} refused)" if errors else "")
 
 
 def main() -> None:
@@ -54,32 +135,45 @@ def main() -> None:
     parser.add_argument("corpus", nargs="?", type=Path, default=DEFAULT_CORPUS)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--dataset", type=Path, help="score an existing build instead of building")
-    parser.add_argument("--strict-topil", action="store_true", help="also score against psd-tools' topil()")
+    parser.add_argument("--repeat", type=int, default=2, help="opens per file for the timing (best kept)")
+    parser.add_argument("--reader-only", action="store_true", help="skip the build and the builder's row")
+    parser.add_argument("--save-baseline", action="store_true", help=f"write the reader's numbers to {BASELINE.name}")
+    parser.add_argument("--json", type=Path, help="also write every per-file number here")
     args = parser.parse_args()
-    from psd_pipeline.build import BuildConfig, build
+    reader = score_reader(args.corpus, args.repeat)
+    seconds = sum(s["seconds"] for s in reader.values() if "seconds" in s)
+    if args.save_baseline:
+        BASELINE.write_text(json.dumps({"seconds": seconds, "files": reader}, indent=1) + "\n", encoding="utf-8")
+        print(f"baseline written: {BASELINE} ({seconds:.2f} s over {len(reader)} files)")
+    base = json.loads(BASELINE.read_text(encoding="utf-8")) if BASELINE.is_file() else None
+    ratio = "-" if base is None else f"{seconds / base['seconds']:.2f}x"
+    builder: dict[str, dict] = {}
+    if not args.reader_only:
+        from psd_pipeline.build import BuildConfig, build
 
-    with tempfile.TemporaryDirectory() as tmp:
-        dataset = args.dataset
-        seconds = 0.0
-        if dataset is None:
-            dataset = Path(tmp) / "dataset"
-            start = time.perf_counter()
-            report = build(
-                BuildConfig(args.corpus, dataset, workers=args.workers, progress=False), log=lambda _message: None
-            )
-            seconds = time.perf_counter() - start
-            print(f"build: {report['inputs']} files, {report['rows']} rows in {seconds:.1f} s")
-        rows = score(args.corpus, dataset, args.strict_topil)
-    values = np.array([v for _s, v, _p in rows])
-    print(f"accepted rows with a stored composite: {len(values)}")
-    print(f"  >= 40 dB: {np.mean(values >= 40):.1%} ({int(np.sum(values >= 40))})   goal >= 95%")
-    print(f"  >= 30 dB: {np.mean(values >= 30):.1%}   lowest {values.min():.2f} dB   goal: none below 30")
-    for source, value, plain in sorted(rows, key=lambda r: r[1]):
-        if value < 40 or (plain is not None and plain < 40):
-            extra = "" if plain is None else f"   (plain topil(): {plain:.2f} dB)"
-            print(f"  {value:6.2f} dB  {source}{extra}")
+        with tempfile.TemporaryDirectory() as tmp:
+            dataset = args.dataset or Path(tmp) / "dataset"
+            if args.dataset is None:
+                config = BuildConfig(args.corpus, dataset, workers=args.workers, progress=False)
+                build(config, log=lambda _message: None)
+            builder = score_builder(args.corpus, dataset)
+    kept = "-"
+    if builder:
+        both = [(reader[s].get("layers", 0), b["layers"]) for s, b in builder.items() if s in reader]
+        kept = f"{sum(min(r, b) for r, b in both) / max(1, sum(b for _r, b in both)):.1%}"
+    print(f"{'':<26} {'>=40 dB':>9} {'<30 dB':>9} {'min dB':>9} {'layers kept':>12} {'open time':>10}")
+    if builder:
+        print(row("builder (psd build)", builder, "100%", "-"))
+    print(row("reader (editor/compose)", reader, kept, ratio))
+    print(f"reader open time: {seconds:.2f} s" + ("" if base is None else f" (baseline {base['seconds']:.2f} s)"))
+    for source, s in sorted(reader.items(), key=lambda item: item[1].get("db", -1)):
+        if s.get("db", 0) < 40:
+            extra = f"builder {builder[source]['db']:.1f} dB" if source in builder else "builder: no row"
+            print(f"  reader {s.get('db', float('nan')):6.2f} dB  {source}  ({extra}) {s.get('error', '')}")
+    if args.json:
+        args.json.write_text(json.dumps({"reader": reader, "builder": builder}, indent=1) + "\n", encoding="utf-8")
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(f"peak RSS of this process: {peak:.0f} MiB (workers not counted)")
+    print(f"peak RSS of this process: {peak:.0f} MiB (build workers not counted)")
 
 
 if __name__ == "__main__":
