@@ -7,6 +7,7 @@ drawn by hand for the element split, psd-tools for the layer names in the PSD.
 from __future__ import annotations
 
 import json
+import threading
 
 import numpy as np
 import pytest
@@ -170,3 +171,30 @@ def test_split_keeps_a_line_of_words_together():
     box[4:13, 4:46] = 1.0
     parts = split_elements(_maps(alpha, kind=kind, text_box=box))
     assert len(parts) == 1 and parts[0][1] == "text"
+
+
+def test_cli_python_api_and_editor_give_identical_layers(tmp_path, design):
+    from PIL import Image
+
+    from layered.app.decompose import decompose_image
+    from layered.cli import main as cli
+    from layered.stack import LayerStack
+
+    folder = str(_network(tmp_path / "net", seed=3))
+    Image.fromarray(design).save(tmp_path / "in.png")
+    assert (
+        cli(
+            ["decompose", str(tmp_path / "in.png"), "-o", str(tmp_path / "out"), "--method", "peel"]
+            + ["--model", folder, "--layers", "4"]
+        )
+        == 0
+    )
+    from_cli = LayerStack.load(tmp_path / "out" / "in")
+    settings = Settings(method="peel", model=folder, layers=4)
+    from_api = decomposer(settings)(design)
+    from_editor = decompose_image(design, settings, lambda *_: None, threading.Event())
+    for other in (from_api, from_editor):
+        assert len(other) == len(from_cli) == 4
+        for a, b in zip(from_cli, other, strict=True):
+            assert (a.x, a.y, a.name, a.kind) == (b.x, b.y, b.name, b.kind)
+            assert np.array_equal(a.pixels, b.pixels)
