@@ -183,6 +183,7 @@ def _classic(settings: Settings, progress: Progress | None, cancel: threading.Ev
         if progress is not None:
             progress(0.1, "classic decomposition")
         stack = decompose_classic(rgba, settings.layers)  # exact already; refinement is the same last step
+        stack = stack.replace(layers=(stack[0].replace(kind="background"), *stack[1:]))  # its opaque plate
         stack = refine(stack, rgba) if settings.refine else stack.replace(working_size=stack.size, refined=False)
         if cancel is not None and cancel.is_set():
             raise Cancelled

@@ -104,7 +104,7 @@ def test_cli_editor_classic_and_pipeline_share_the_rule(image, capsys):
         ("seed", -1, "seed must be a whole number from 0 to"),
         ("guidance", 0.5, "guidance must be a number from 1.0 to 20.0, got 0.5"),
         ("resolution", 8, "resolution must be a whole number from 16 to 4096, got 8"),
-        ("method", "magic", "method must be one of classic, model, got 'magic'"),
+        ("method", "magic", "method must be one of classic, peel, model, got 'magic'"),
         ("offload", "disk", "offload must be one of none, model, sequential, group"),
     ],
 )
@@ -180,3 +180,11 @@ def test_pipelines_load_once_per_process(model_dir):
         thread.join()
     assert len(found) == 3 and all(pipe is found[0] for pipe in found)
     assert load_model(settings) is found[0]
+
+
+def test_classic_marks_its_opaque_plate_as_the_background(image):
+    stack = decomposer(Settings(method="classic", layers=3))(_rgba(image))
+    plate = stack[0]
+    assert plate.kind == "background" and plate.pixels[..., 3].min() == 255
+    assert plate.bbox == (0, 0, stack.width, stack.height)
+    assert all(layer.kind is None for layer in stack[1:])  # no kind it cannot infer
