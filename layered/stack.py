@@ -92,11 +92,13 @@ class LayerStack:
     layers: tuple[Layer, ...] = ()
     working_size: tuple[int, int] | None = None  # (width, height) the decomposer worked at, when known
     refined: bool | None = None  # whether `layered.refine` made the layers add up to the input image
+    notes: tuple[str, ...] = ()  # what a reader simplified to open the file (e.g. a PSD's merged layers)
 
     def __post_init__(self) -> None:
         if self.width <= 0 or self.height <= 0:
             raise ValueError(f"canvas must be at least 1 x 1, got {self.width} x {self.height}")
         object.__setattr__(self, "layers", tuple(self.layers))
+        object.__setattr__(self, "notes", tuple(self.notes))
 
     def __len__(self) -> int:
         return len(self.layers)
@@ -160,6 +162,8 @@ class LayerStack:
                 doc["working_size"] = list(self.working_size)
             if self.refined is not None:
                 doc["refined"] = bool(self.refined)
+            if self.notes:
+                doc["notes"] = list(self.notes)
             # what makes the folder ours (layered.ownership): every file's digest, and layers.json signed
             doc["generator"] = GENERATOR
             doc["files"] = {p.name: file_digest(p) for p in sorted(tmp.iterdir())}
@@ -207,7 +211,15 @@ class LayerStack:
             pixels = to_rgba_array(open_image(path))
             name = name if isinstance(name, str) else str(name)
             layers.append(Layer(pixels, x, y, name, float(opacity), bool(visible), kind))
-        return cls(width, height, tuple(layers), _working_size(doc.get("working_size"), spec), _flag(doc, spec))
+        size, refined = _working_size(doc.get("working_size"), spec), _flag(doc, spec)
+        return cls(width, height, tuple(layers), size, refined, _notes(doc.get("notes", []), spec))
+
+
+def _notes(value, spec) -> tuple[str, ...]:
+    """The optional `notes` of layers.json: what a reader simplified (absent in most files)."""
+    if not (isinstance(value, list) and all(isinstance(v, str) for v in value)):
+        raise InputError(f"{spec}: notes must be a list of strings, got {_short(value)}")
+    return tuple(value)
 
 
 def _working_size(value, spec) -> tuple[int, int] | None:

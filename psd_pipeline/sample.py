@@ -15,10 +15,10 @@ from PIL import Image
 
 from layered.fileio import MAX_PIXELS
 from layered.psd.errors import Rejected
+from layered.psd.extract import Extraction, extract_variants
+from layered.psd.fidelity import psnr
 from layered.stack import LayerStack
 from psd_pipeline.curate import CurationOptions, curate, downscale_image
-from psd_pipeline.extract import Extraction, extract_variants
-from psd_pipeline.fidelity import psnr
 
 
 @dataclasses.dataclass(frozen=True)

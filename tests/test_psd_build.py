@@ -395,8 +395,8 @@ def test_fuzzed_corpus_files_never_kill_the_build(shared_dir, tmp_path):
 
 
 def test_untrusted_layer_names_never_reach_the_filesystem(tmp_path):
+    from layered.psd.extract import extract
     from layered.stack import LayerStack
-    from psd_pipeline.extract import extract
 
     design = make_design(1, 1, 48, style="flat")
     evil = ["../../escaped", "a\x00b", "/etc/passwd", "..\\..\\win"]

@@ -14,7 +14,7 @@ from helpers import alpha_over_psnr, colour_managed_composite
 from PIL import Image
 
 from layered.formats.psd import read_with_notes
-from psd_pipeline.extract import extract
+from layered.psd.extract import extract
 from psd_pipeline.sample import SampleOptions, process_file
 
 # 32-bit documents carry "sRGB IEC61966-2.1 (Linear RGB Profile)": their stored values are linear light

@@ -5,8 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from psd_pipeline.extract import extract, open_psd, plain_pixels, render
-from psd_pipeline.fidelity import psnr
+from layered.psd.extract import extract, open_psd
+from layered.psd.fidelity import psnr
+from layered.psd.render import plain_pixels, render
 from psd_pipeline.synth import design_to_psd, make_design
 
 
@@ -103,7 +104,7 @@ def test_no_stored_composite_uses_psd_tools_and_says_so(shared_dir):
 
 
 def test_a_layer_that_does_not_stand_alone_is_found_by_the_verified_rules(shared_dir):
-    from psd_pipeline.extract import extract_variants
+    from layered.psd.extract import extract_variants
 
     path = shared_dir / "psd-corpus" / "descriptors" / "stroke-color-descriptors-gray.psd"
     variants = list(extract_variants(path, min_psnr=40.0))

@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from psd_pipeline.fidelity import PERFECT_PSNR, psnr
+from layered.psd.fidelity import PERFECT_PSNR, psnr
 
 
 def test_identical_is_perfect():

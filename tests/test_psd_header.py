@@ -6,9 +6,9 @@ import struct
 
 import pytest
 
+from layered.psd import extract as extract_module
 from layered.psd.errors import Rejected
 from layered.psd.header import check_header, read_header
-from psd_pipeline import extract as extract_module
 
 CORPUS_SAMPLES = ["1layer.psd", "2layers.psb", "32bit5x5.psd", "gray1.psd", "colormodes/4x4_8bit_cmyk.psd"]
 

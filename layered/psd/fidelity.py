@@ -1,0 +1,52 @@
+"""The check against the stored composite: how closely recomposited layers reproduce a reference (PSNR, dB).
+
+`psnr` is the dataset builder's gate (premultiplied against a reference with alpha); `worst_over_psnr` is the
+reader's rule, the worse of the image over black and over white, as a user sees it on either background.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from layered.pixels import composite_over, premultiply
+from layered.similarity import psnr as image_psnr
+
+PERFECT_PSNR = 99.0  # reported for identical images (PSNR is infinite there)
+
+
+def comparable(ours: np.ndarray, reference: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Both images as float arrays in [0, 1] that can be compared fairly.
+
+    A reference with alpha is compared premultiplied (RGB weighted by alpha, plus alpha). A reference
+    without alpha is what Photoshop stores for a flattened document: the image over white; ours is
+    put over white too.
+    """
+    if reference.shape[2] == 4:
+        return premultiply(ours), premultiply(reference)
+    return composite_over(ours, dtype=np.float32), reference.astype(np.float32) / 255.0
+
+
+def psnr(ours: np.ndarray, reference: np.ndarray) -> float:
+    """PSNR in dB of `ours` (H x W x 4 straight RGBA) against `reference` (RGBA, or RGB over white), capped."""
+    _check_sizes(ours, reference)
+    return min(PERFECT_PSNR, image_psnr(*comparable(ours, reference)))
+
+
+def worst_over_psnr(ours: np.ndarray, reference: np.ndarray) -> float:
+    """The worse PSNR (dB, capped) of `ours` over black and over white against `reference` over the same.
+
+    A reference without alpha is the flattened document (over white): it is compared over white only.
+    """
+    _check_sizes(ours, reference)
+    if reference.shape[2] == 3:
+        return psnr(ours, reference)
+    values = [
+        image_psnr(composite_over(ours, back, dtype=np.float32), composite_over(reference, back, dtype=np.float32))
+        for back in ((0, 0, 0), (255, 255, 255))
+    ]
+    return min(PERFECT_PSNR, *values)
+
+
+def _check_sizes(ours: np.ndarray, reference: np.ndarray) -> None:
+    if ours.shape[:2] != reference.shape[:2]:
+        raise ValueError(f"size mismatch: {ours.shape[:2]} vs {reference.shape[:2]}")
