@@ -9,7 +9,8 @@ Both are scored against the colour-managed stored composite built from psd-tools
 stored composite without alpha is the document flattened over white: scored over white). "Layers kept" is,
 over the files the builder accepts, sum(min(reader layers, builder layers)) / sum(builder layers), counting
 the reader's visible non-empty layers. Open time is the sum over files of the best of `--repeat` opens,
-divided by the same sum recorded for the reader before issue 24 (`psd_open_baseline.json`, this machine).
+divided by the same sum for the reader before issue 24: timed in the same run, file by file in turn with
+ours, from its source at commit `--baseline-commit` (git show), or else as recorded in `psd_open_baseline.json`.
 
     nice python benchmarks/bench_psd_fidelity.py [CORPUS_DIR] [--workers 2] [--dataset DIR] [--reader-only]
     python benchmarks/bench_psd_fidelity.py --save-baseline   # records the current reader as the baseline
@@ -31,6 +32,31 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 DEFAULT_CORPUS = ROOT.parent / "shared" / "psd-corpus"
 BASELINE = Path(__file__).with_name("psd_open_baseline.json")
+OLD_READER = "b31eb3d"  # the last commit with the reader before issue 24 (layered/formats/psd.py)
+
+
+def old_reader(commit: str):
+    """The module `layered/formats/psd.py` as it was at `commit` (its imports still resolve), from git."""
+    import subprocess
+    import types
+
+    source = subprocess.run(
+        ["git", "show", f"{commit}:layered/formats/psd.py"], cwd=ROOT, capture_output=True, text=True, check=True
+    ).stdout
+    module = types.ModuleType("old_psd_reader")
+    sys.modules[module.__name__] = module  # dataclasses look their module up there
+    exec(compile(source, f"{commit}:layered/formats/psd.py", "exec"), module.__dict__)  # noqa: S102
+    return module
+
+
+def best_time(function, path: Path, repeat: int):
+    """(best seconds of `repeat` calls of function(path), its last result)."""
+    best, result = float("inf"), None
+    for _ in range(repeat):
+        start = time.perf_counter()
+        result = function(path)
+        best = min(best, time.perf_counter() - start)
+    return best, result
 
 
 def worst_over(ours: np.ndarray, reference: np.ndarray) -> float:
@@ -74,8 +100,9 @@ def corpus_files(corpus: Path) -> list[Path]:
     return sorted(p for p in corpus.rglob("*") if p.suffix.lower() in PSD_SUFFIXES)
 
 
-def score_reader(corpus: Path, repeat: int) -> dict[str, dict]:
-    """Per corpus file with a stored composite: dB, visible layers, notes, best open seconds (or error)."""
+def score_reader(corpus: Path, repeat: int, old=None) -> dict[str, dict]:
+    """Per corpus file with a stored composite: dB, visible layers, notes, best open seconds (or error); with
+    `old` (a reader module), also its best open seconds on the same file, timed in turn with ours."""
     import logging
 
     from layered.errors import InputError
@@ -88,19 +115,20 @@ def score_reader(corpus: Path, repeat: int) -> dict[str, dict]:
         if reference is None:
             continue
         source = str(path.relative_to(corpus))
-        best, result = float("inf"), None
         try:
-            for _ in range(repeat):
-                start = time.perf_counter()
-                result = psd_format.read_with_notes(path)
-                best = min(best, time.perf_counter() - start)
+            old_seconds = best_time(old.read_with_notes, path, repeat)[0] if old is not None else None
+        except InputError:
+            old_seconds = None
+        try:
+            best, (stack, notes) = best_time(psd_format.read_with_notes, path, repeat)
         except InputError as exc:
             out[source] = {"error": str(exc)}
             continue
-        stack, notes = result
         shown = sum(1 for layer in stack if layer.visible and not layer.is_empty)
         value = worst_over(stack.composite(), reference) if reference.shape[:2] == stack.size[::-1] else 0.0
         out[source] = {"db": round(value, 3), "layers": shown, "notes": list(notes), "seconds": best}
+        if old_seconds is not None:
+            out[source]["old_seconds"] = old_seconds
     return out
 
 
@@ -139,13 +167,23 @@ def main() -> None:
     parser.add_argument("--reader-only", action="store_true", help="skip the build and the builder's row")
     parser.add_argument("--save-baseline", action="store_true", help=f"write the reader's numbers to {BASELINE.name}")
     parser.add_argument("--json", type=Path, help="also write every per-file number here")
+    parser.add_argument(
+        "--baseline-commit", default=OLD_READER, help="time the reader of this commit in the same run ('' : the file)"
+    )
     args = parser.parse_args()
-    reader = score_reader(args.corpus, args.repeat)
+    old = old_reader(args.baseline_commit) if args.baseline_commit and not args.save_baseline else None
+    reader = score_reader(args.corpus, args.repeat, old)
     seconds = sum(s["seconds"] for s in reader.values() if "seconds" in s)
     if args.save_baseline:
         BASELINE.write_text(json.dumps({"seconds": seconds, "files": reader}, indent=1) + "\n", encoding="utf-8")
         print(f"baseline written: {BASELINE} ({seconds:.2f} s over {len(reader)} files)")
     base = json.loads(BASELINE.read_text(encoding="utf-8")) if BASELINE.is_file() else None
+    if old is not None:  # same run: only the files both open
+        timed = [s for s in reader.values() if "old_seconds" in s]
+        seconds = sum(s["seconds"] for s in timed)
+        base = {"seconds": sum(s["old_seconds"] for s in timed), "where": f"reader of {args.baseline_commit}, same run"}
+    elif base is not None:
+        base["where"] = f"recorded in {BASELINE.name}"
     ratio = "-" if base is None else f"{seconds / base['seconds']:.2f}x"
     builder: dict[str, dict] = {}
     if not args.reader_only:
@@ -165,7 +203,8 @@ def main() -> None:
     if builder:
         print(row("builder (psd build)", builder, "100%", "-"))
     print(row("reader (editor/compose)", reader, kept, ratio))
-    print(f"reader open time: {seconds:.2f} s" + ("" if base is None else f" (baseline {base['seconds']:.2f} s)"))
+    where = "" if base is None else f" (baseline {base['seconds']:.2f} s, {base['where']})"
+    print(f"reader open time: {seconds:.2f} s{where}")
     for source, s in sorted(reader.items(), key=lambda item: item[1].get("db", -1)):
         if s.get("db", 0) < 40:
             extra = f"builder {builder[source]['db']:.1f} dB" if source in builder else "builder: no row"

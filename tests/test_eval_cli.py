@@ -93,10 +93,10 @@ def test_real_psd_against_layer_folders(shared_dir, tmp_path, capsys):
     from layered import edits
     from layered.formats import read_stack
 
-    psd = shared_dir / "psd-corpus" / "layer_comps.psd"  # a Photoshop face: 10 shape layers, 8 visible
+    psd = shared_dir / "psd-corpus" / "stroke.psd"  # six stroked Photoshop shapes (layer_comps.psd opens as one)
     stack = read_stack(psd)
     stack.save(tmp_path / "same")
-    edits.merge_down(stack, 4).save(tmp_path / "merged")  # the two shapes of the left eye as one layer
+    edits.merge_down(stack, 1).save(tmp_path / "merged")  # the rectangle merged into the background
     code, out, _ = _eval(capsys, tmp_path / "same", psd, "--json")
     assert code == 0 and all(r["rgb_l1"] == 0.0 and r["soft_iou"] == 1.0 for r in json.loads(out))
     code, out, _ = _eval(capsys, tmp_path / "merged", psd, "--json", "--max-merge", "2")

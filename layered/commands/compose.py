@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from layered.commands.notes import say_notes
 from layered.errors import InputError
 from layered.formats import read_stack
 from layered.ownership import check_replaceable, save_signed_png
@@ -22,6 +23,7 @@ def run(args: argparse.Namespace) -> int:
         raise InputError(f"{output}: is a folder (-o names the PNG file to write)")
     check_replaceable(output, args.overwrite, inputs=[Path(args.source)])  # a PNG of ours is replaced
     stack = read_stack(args.source)
+    say_notes(stack, args.source, "compose")
     save_signed_png(stack.composite(), output)
     print(f"wrote {args.output} ({stack.width}x{stack.height}, {len(stack)} layers)")
     return 0

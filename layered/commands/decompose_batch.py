@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
+from layered.commands.notes import say_notes
 from layered.decompose import Decomposer
 from layered.errors import InputError, LayeredError, one_line
 from layered.fileio import atomic_dir, atomic_path, open_image, safe_filename, to_rgba_array
@@ -57,7 +58,9 @@ def output_names(inputs: list[Path]) -> list[str]:
 def load_input(path: Path, recursive: int | None) -> np.ndarray | LayerStack:
     """An image as RGBA pixels; with `recursive`, a layer folder, PSD or ORA is read as a stack to split."""
     if recursive is not None and (path.is_dir() or is_stack_file(path)):
-        return read_stack(path)
+        stack = read_stack(path)
+        say_notes(stack, path, "decompose")
+        return stack
     if path.is_dir() and (path / LAYERS_JSON).is_file():
         raise InputError(f"{path}: a layer folder is an input only with --recursive")
     if path.is_dir():

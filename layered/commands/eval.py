@@ -51,12 +51,15 @@ def _visible_entries(folder: Path) -> int:
 
 def _read(path: Path):
     """The stack at `path`; a layer folder over the layer limit is refused before its PNGs are read."""
+    from layered.commands.notes import say_notes
     from layered.formats import read_stack
     from layered.metrics import MAX_EVAL_LAYERS
 
     if path.is_dir() and (count := _visible_entries(path)) > MAX_EVAL_LAYERS:
         raise InputError(f"{path}: {count} visible layers, more than the limit of {MAX_EVAL_LAYERS} that eval scores")
-    return read_stack(path)
+    stack = read_stack(path)
+    say_notes(stack, path, "eval")
+    return stack
 
 
 def _score(pred: Path, gt: Path, max_merge: int) -> list[dict]:

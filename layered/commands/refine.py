@@ -20,6 +20,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from layered.commands.notes import say_notes
     from layered.fileio import open_image, to_rgba_array
     from layered.formats import read_stack
     from layered.ownership import check_replaceable
@@ -28,6 +29,7 @@ def run(args: argparse.Namespace) -> int:
     out = Path(args.output)
     check_replaceable(out, args.overwrite, inputs=[Path(args.layers), Path(args.image)])
     stack = read_stack(args.layers)
+    say_notes(stack, args.layers, "refine")
     image = to_rgba_array(open_image(args.image))
     refined = refine(stack, image)
     refined.save(out)

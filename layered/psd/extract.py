@@ -96,7 +96,7 @@ def extract_variants(
     yield from variants_of(psd, header, min_psnr, reading)
 
 
-def variants_of(psd, header: PsdHeader, min_psnr: float | None = None, reading: Reading = Reading()):
+def variants_of(psd, header: PsdHeader, min_psnr: float | None = None, reading: Reading = Reading(), cache=None):
     """`extract_variants` of an opened document.
 
     1. the default rules; then, only if the caller asks for more and psd-tools' own full composite reaches
@@ -106,10 +106,10 @@ def variants_of(psd, header: PsdHeader, min_psnr: float | None = None, reading: 
     3. verified: strict rules, then every prefix of the stack is checked against psd-tools' render of the
        same source layers, and a layer that does not stand alone over what is beneath (for instance in a
        32-bit document, which blends in linear light) is merged with what it overlaps until all agree.
-    One parse, shared renders.
+    One parse, shared renders (in `cache`, a dict the caller may pass to reuse them).
     """
     logging.getLogger("psd_tools").setLevel(logging.CRITICAL)
-    cache: dict = {}
+    cache = {} if cache is None else cache
     first = _guarded(_extract, psd, header, False, cache, check=False, reading=reading)
     yield first
     if min_psnr is not None:
@@ -179,7 +179,7 @@ def _extract(psd, header: PsdHeader, strict_effects: bool, cache: dict, *, check
         layer_nodes,
         nodes,
         merges,
-        texts(psd),
+        texts(psd) if not reading.keep_hidden else [],
         reference,
         reference_kind,
         blended_effects,
