@@ -97,3 +97,21 @@ def test_load_refuses_truncated_png(tmp_path, rng):
     png.write_bytes(png.read_bytes()[:40])
     with pytest.raises(InputError):
         LayerStack.load(tmp_path / "s")
+
+
+def test_notes_are_written_only_when_there_are_some_and_checked_on_load(tmp_path, rng):
+    stack = random_stack(rng, count=1)
+    stack.save(tmp_path / "plain")
+    assert "notes" not in json.loads((tmp_path / "plain" / "layers.json").read_text())
+    assert LayerStack.load(tmp_path / "plain").notes == ()
+    noted = stack.replace(notes=["a group merged into one layer"])
+    assert noted.notes == ("a group merged into one layer",)
+    noted.save(tmp_path / "noted")
+    spec = tmp_path / "noted" / "layers.json"
+    assert json.loads(spec.read_text())["notes"] == ["a group merged into one layer"]
+    assert LayerStack.load(tmp_path / "noted").notes == noted.notes
+    doc = json.loads(spec.read_text())
+    doc["notes"] = "not a list"
+    spec.write_text(json.dumps(doc))
+    with pytest.raises(InputError, match="notes must be a list of strings"):
+        LayerStack.load(tmp_path / "noted")

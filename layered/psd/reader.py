@@ -81,10 +81,7 @@ def layer_notes(extraction: Extraction) -> list[str]:
             )
             notes.append(f"{layer.name!r} ({how}) merged with the {len(sources) - 1} layer(s) it changes")
         elif "clipping group baked in" in root.action:
-            clipped = sum(
-                1 for i in range(root.index + 1, len(nodes)) if nodes[i].clipping and nodes[i].depth == root.depth
-            )
-            notes.append(f"{layer.name!r}: its clipping mask layers baked in ({clipped})")
+            notes.append(f"{layer.name!r}: the layers clipped to it baked in")
         elif kind != "pixel":
             rasterised.append(f"{layer.name!r} ({kind.partition(':')[0]})")
     if rasterised:
@@ -113,7 +110,22 @@ def _converted_preview(psd) -> np.ndarray:
         raise Rejected("color-mode", f"cannot convert its stored composite ({type(exc).__name__})") from None
     if image is None:
         raise Rejected("color-mode", "no stored composite to show, and its layers are not converted")
-    return np.asarray(image.convert("RGBA" if "A" in image.mode else "RGB"))
+    if image.mode == "LAB":
+        image = lab_to_srgb(image)
+    return np.asarray(image.convert("RGBA" if image.mode in ("RGBA", "LA", "PA") else "RGB"))
+
+
+def lab_to_srgb(image):
+    """A Lab image as psd-tools reads it (a and b offset by 128, as PSD stores them) -> sRGB, by ImageCms.
+
+    Pillow's LAB mode holds a and b as signed bytes, so their high bit is flipped first.
+    """
+    from PIL import Image, ImageCms
+
+    data = np.array(image)
+    data[..., 1:] ^= 0x80
+    transform = ImageCms.buildTransform(ImageCms.createProfile("LAB"), ImageCms.createProfile("sRGB"), "LAB", "RGB")
+    return ImageCms.applyTransform(Image.fromarray(data, "LAB"), transform)
 
 
 def _rgba(reference: np.ndarray) -> np.ndarray:
