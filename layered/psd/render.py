@@ -16,10 +16,40 @@ Box = tuple[int, int, int, int]
 
 def reference_composite(psd) -> tuple[np.ndarray, str]:
     """Photoshop's stored composite in sRGB when the file has one ("stored"), else psd-tools' full render."""
-    image = psd.topil(apply_icc=False) if psd.has_preview() else None
+    image = stored_image(psd) if psd.has_preview() else None
     if image is not None and image.size == psd.size:
         return stored_to_srgb(psd, image), "stored"
     return render(psd, None), "psd-tools"
+
+
+def stored_image(psd):
+    """The stored composite as psd-tools' `topil(apply_icc=False)` gives it: un-matted from white.
+
+    An 8-bit RGB document with transparency is un-matted here, in numpy, by psd-tools' own formula and
+    truncation (`pil_io._remove_white_background`; byte-identical on the corpus, checked by a test): the
+    same pixels, several times faster on a large canvas.
+    """
+    from PIL import Image
+    from psd_tools.api.utils import get_transparency_index, has_transparency
+
+    if psd.depth != 8 or psd.color_mode.name != "RGB" or not has_transparency(psd):
+        return psd.topil(apply_icc=False)
+    planes = psd._record.image_data.get_data(psd._record.header)  # the stored planes, matted over white
+    index = get_transparency_index(psd)
+    if not isinstance(planes, list) or len(planes) <= max(index, 2):
+        return psd.topil(apply_icc=False)
+    shape = (psd.height, psd.width)
+    alpha = np.frombuffer(planes[index], np.uint8).reshape(shape)
+    alpha_f = alpha.astype(np.float32)
+    covered = np.minimum(alpha, 1).astype(np.float32)
+    divisor = np.maximum(alpha_f, 1)
+    out = np.empty(shape + (4,), np.uint8)
+    for c in range(3):
+        x = np.frombuffer(planes[c], np.uint8).reshape(shape).astype(np.float32)
+        value = (x + alpha_f - 255) * np.float32(255.0) / divisor * covered + x * (1 - covered)  # in this order
+        out[..., c] = np.floor(np.clip(value, 0, 255))
+    out[..., 3] = alpha
+    return Image.fromarray(out, "RGBA")
 
 
 def render_layer(psd, members: list | None, name: str, viewport=None, cache: dict | None = None, *, shown=()) -> Layer:
