@@ -11,7 +11,7 @@ import io
 import numpy as np
 import pytest
 from helpers import alpha_over_psnr, colour_managed_composite
-from PIL import Image
+from PIL import Image, ImageCms
 
 from layered.formats.psd import read_with_notes
 from layered.psd.extract import extract
@@ -136,3 +136,24 @@ def test_transparent_documents_are_unmatted_before_the_profile(shared_dir, name)
     plain = np.asarray(psd.topil().convert("RGBA"))
     assert alpha_over_psnr([rendered], colour_managed_composite(psd)) >= 50.0
     assert alpha_over_psnr([rendered], plain) < 40.0
+
+
+def test_greyscale_lookup_equals_the_full_profile_transform(shared_dir):
+    """Greyscale goes through a 256-level table of the profile transform: the same pixels as ImageCms'
+    transform of the whole image, built here from the embedded profile."""
+    from psd_tools import PSDImage
+    from psd_tools.constants import Resource
+
+    from layered.psd.color import image_to_srgb
+
+    checked = 0
+    for path in sorted((shared_dir / "psd-corpus").rglob("*.ps[db]")):
+        psd = PSDImage.open(path)
+        if psd.color_mode.name != "GRAYSCALE" or Resource.ICC_PROFILE not in psd.image_resources:
+            continue
+        image = psd.topil(apply_icc=False).convert("L")
+        profile = ImageCms.ImageCmsProfile(io.BytesIO(bytes(psd.image_resources.get_data(Resource.ICC_PROFILE))))
+        want = ImageCms.profileToProfile(image, profile, ImageCms.createProfile("sRGB"), outputMode="RGB")
+        assert np.array_equal(np.asarray(image_to_srgb(psd, image)), np.asarray(want)), path.name
+        checked += 1
+    assert checked >= 8

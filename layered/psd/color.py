@@ -48,11 +48,15 @@ def to_rgba8(psd, color: np.ndarray, alpha: np.ndarray, clear: bool = True) -> n
 def image_to_srgb(psd, image):
     """A PIL image in the document's colour space (L, RGB or CMYK) as an sRGB "RGB" image (the module's rule)."""
     transform = icc_transform(psd, image.mode) if image.mode in ("L", "RGB", "CMYK") else None
-    if transform is not None:
-        from PIL import ImageCms
+    if transform is None:
+        return image.convert("RGB")
+    from PIL import Image, ImageCms
 
-        image = ImageCms.applyTransform(image, transform)
-    return image.convert("RGB")
+    if image.mode == "L":  # one channel: the transform of each of the 256 levels, looked up (the same pixels)
+        levels = Image.fromarray(np.arange(256, dtype=np.uint8)[None, :], "L")
+        table = np.asarray(ImageCms.applyTransform(levels, transform).convert("RGB"))[0]
+        return Image.fromarray(table[np.asarray(image)], "RGB")
+    return ImageCms.applyTransform(image, transform).convert("RGB")
 
 
 def stored_to_srgb(psd, image) -> np.ndarray:
