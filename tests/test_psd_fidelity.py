@@ -42,3 +42,23 @@ def test_rgba_reference_is_compared_premultiplied():
 def test_size_mismatch_raises():
     with pytest.raises(ValueError):
         psnr(np.zeros((2, 2, 4), np.uint8), np.zeros((3, 2, 4), np.uint8))
+
+
+@pytest.mark.parametrize("channels", [3, 4])
+def test_worst_over_is_the_worse_of_over_black_and_over_white(channels):
+    """The reader's check, against the formula: straight RGBA over an opaque colour, PSNR on [0, 1]."""
+    from layered.psd.fidelity import worst_over_psnr
+
+    rng = np.random.default_rng(channels)
+    ours = rng.integers(0, 256, (30, 20, 4), dtype=np.uint8)
+    reference = np.clip(ours[..., :channels].astype(int) + rng.integers(-6, 7, (30, 20, channels)), 0, 255)
+    reference = reference.astype(np.uint8)
+
+    def over(image, background):
+        alpha = image[..., 3:] / 255.0 if image.shape[2] == 4 else 1.0
+        return image[..., :3] / 255.0 * alpha + background * (1 - alpha)
+
+    backgrounds = (1.0,) if channels == 3 else (0.0, 1.0)
+    want = min(10 * np.log10(1 / np.mean((over(ours, bg) - over(reference, bg)) ** 2)) for bg in backgrounds)
+    assert worst_over_psnr(ours, reference) == pytest.approx(want, abs=1e-6)
+    assert worst_over_psnr(ours, ours) == PERFECT_PSNR
