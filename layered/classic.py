@@ -32,12 +32,12 @@ import math
 import numpy as np
 from PIL import Image, ImageDraw
 
-from layered.decompose import CLASSIC_AUTO_LAYERS, parse_layers
 from layered.errors import InputError
+from layered.limits import CLASSIC_AUTO_LAYERS, parse_layers
 from layered.pixels import composite_over
 from layered.stack import Layer, LayerStack
 
-MAX_AUTO_LAYERS = CLASSIC_AUTO_LAYERS  # "auto" ends with at most this many layers (layered.decompose)
+MAX_AUTO_LAYERS = CLASSIC_AUTO_LAYERS  # "auto" ends with at most this many layers (layered.limits)
 _FLAT_TOL = 10  # max channel difference (0-255) to every 4-neighbour for a pixel to count as flat
 _PALETTE_MERGE = 28.0  # palette colours closer than this (0-255 RGB Euclidean) are one colour
 _MAX_PALETTE = 64
@@ -57,7 +57,7 @@ def decompose_classic(
     """Decompose an image into a bottom-first LayerStack: an opaque background plate + one layer per colour group.
 
     `layers` is "auto" (at most `max_layers`) or an exact count N (N = 1: the opaque image), by the one
-    layer-count rule of `layered.decompose.parse_layers` (1 to 20).
+    layer-count rule of `layered.limits.parse_layers` (1 to 20).
     `min_area` is the speck size as a fraction of the image; images with alpha are flattened over white.
     """
     count = parse_layers(layers)

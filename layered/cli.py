@@ -1,7 +1,9 @@
-"""The `layered` command: one entry point, one module per subcommand in `layered.commands`.
+"""The `layered` command: one entry point, one module per subcommand.
 
 Each command module is light to import (no torch, diffusers or gradio at module level) and defines
 `add_arguments(parser)` and `run(args) -> int`. Input errors print one line and exit with status 2.
+The library's own commands live in `layered.commands`; `layered psd` and `layered train` are dispatched to
+the packages that own them (`psd_pipeline.cli`, `training.cli`): the only place `layered` reaches them.
 """
 
 from __future__ import annotations
@@ -13,14 +15,15 @@ import sys
 
 from layered.errors import LayeredError, one_line
 
+# name -> (module with add_arguments and run, help), in the order `layered --help` lists them
 COMMANDS = {
-    "compose": "flatten a layer folder, PSD or ORA into one PNG",
-    "psd": "PSD tools: build a dataset, inspect a file, synthesise designs",
-    "eval": "score predicted layers against ground truth (LayerD protocol)",
-    "decompose": "split images into RGBA layers (model or classic method)",
-    "refine": "make layers from any decomposer add up to their image, at its own size",
-    "train": "train the RGBA-VAE or the VLD-MMDiT (also under accelerate launch)",
-    "app": "start the web layer editor",
+    "compose": ("layered.commands.compose", "flatten a layer folder, PSD or ORA into one PNG"),
+    "psd": ("psd_pipeline.cli", "PSD tools: build a dataset, inspect a file, synthesise designs"),
+    "eval": ("layered.commands.eval", "score predicted layers against ground truth (LayerD protocol)"),
+    "decompose": ("layered.commands.decompose", "split images into RGBA layers (classic, peel or model method)"),
+    "refine": ("layered.commands.refine", "make layers from any decomposer add up to their image, at its own size"),
+    "train": ("training.cli", "train the RGBA-VAE, the VLD-MMDiT or the peel network (also under accelerate)"),
+    "app": ("layered.commands.app", "start the web layer editor"),
 }
 
 
@@ -32,8 +35,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"layered {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for name, help_text in COMMANDS.items():
-        module = importlib.import_module(f"layered.commands.{name}")
+    for name, (module_name, help_text) in COMMANDS.items():
+        module = importlib.import_module(module_name)
         command = sub.add_parser(name, help=help_text, description=help_text)
         module.add_arguments(command)
         command.set_defaults(_module=module)

@@ -3,10 +3,7 @@
 The CLI (`layered decompose`), the editor, training's held-out evaluation and the scoring script all build
 their decomposers here, so the same `Settings` give the same layers everywhere.
 
-Layer count, one rule for every method: "auto" or a whole number from 1 to `MAX_LAYERS` (20, the paper's
-maximum). What "auto" means is each method's own: the classic method merges colour groups while merging is
-cheap, ending with at most `CLASSIC_AUTO_LAYERS` (12); the model decomposes into `MODEL_AUTO_LAYERS` (8) and
-then drops the layers whose removal leaves the composite unchanged (`layered.layer_tools.prune_layers`).
+The layer count and the other limits are the one rule of `layered.limits`, shared with every method.
 
 Refinement is on by default (`Settings(refine=False)` keeps the raw layers). Light to import: torch and
 diffusers load only when a model decomposer is built; pipelines are loaded once per process (thread-safe)
@@ -23,18 +20,12 @@ from pathlib import Path
 import numpy as np
 
 from layered.errors import InputError
+from layered.limits import DTYPES, MIN_STEPS, OFFLOAD_MODES, choice, number_in, parse_layers, whole_number
 from layered.stack import LayerStack
 
 METHODS = ("classic", "peel", "model")
-# The demo model becomes the default only once it beats the classic method (DESIGN.md).
+# The default is the method that scores best on benchmarks/bench_quality.py (README, "Benchmarks").
 DEFAULT_METHOD = "classic"
-MAX_LAYERS = 20  # the paper's maximum: no method is asked for more layers than this
-# One denoising step has no schedule: the flow-match scheduler's stretch to `shift_terminal` divides by zero.
-MIN_STEPS = 2
-CLASSIC_AUTO_LAYERS = 12  # classic "auto": at most this many layers
-MODEL_AUTO_LAYERS = 8  # model "auto": decompose into this many, then prune
-DTYPES = ("auto", "float32", "bfloat16", "float16")
-OFFLOAD_MODES = ("none", "model", "sequential", "group")
 WHITE = (255, 255, 255)
 
 Decomposer = Callable[[np.ndarray], LayerStack]
@@ -43,53 +34,6 @@ Progress = Callable[[float, str], None]
 
 class Cancelled(Exception):
     """The user cancelled a decomposition (the `cancel` event was set)."""
-
-
-def parse_layers(value: object) -> int | str:
-    """The layer count: "auto" (also for None or "") or a whole number 1..MAX_LAYERS from an int, float or string."""
-    if value is None or (isinstance(value, str) and value.strip().lower() in ("", "auto")):
-        return "auto"
-    return whole_number(value, "layers", 1, MAX_LAYERS, also="'auto' or ")
-
-
-def whole_number(value: object, name: str, low: int, high: int, also: str = "") -> int:
-    """`value` (int, whole float or its text) as an int in [low, high]; InputError naming the range otherwise."""
-    number = None if isinstance(value, bool) else _whole(value)
-    if number is None or not low <= number <= high:
-        raise InputError(f"{name} must be {also}a whole number from {low} to {high}, got {value!r}")
-    return number
-
-
-def _whole(value: object) -> int | None:
-    if isinstance(value, (int, np.integer)):
-        return int(value)
-    try:
-        return int(str(value).strip())  # exact, however large
-    except ValueError:
-        pass
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        return None
-    return int(number) if number.is_integer() else None
-
-
-def _number(value: object, name: str, low: float, high: float) -> float:
-    message = f"{name} must be a number from {low} to {high}, got {value!r}"
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        raise InputError(message) from None
-    if not low <= number <= high:
-        raise InputError(message)
-    return number
-
-
-def _choice(value: object, name: str, choices: tuple[str, ...], default: str) -> str:
-    text = str(value or default).strip().lower()
-    if text not in choices:
-        raise InputError(f"{name} must be one of {', '.join(choices)}, got {text!r}")
-    return text
 
 
 @dataclasses.dataclass(frozen=True)
@@ -120,12 +64,12 @@ class Settings:
     def __post_init__(self) -> None:
         resolution = self.resolution
         checked = {
-            "method": _choice(self.method, "method", METHODS, DEFAULT_METHOD),
+            "method": choice(self.method, "method", METHODS, DEFAULT_METHOD),
             "model": str(self.model or "demo").strip() or "demo",
             "layers": parse_layers(self.layers),
             "steps": whole_number(self.steps, "steps", MIN_STEPS, 1000),
             "seed": whole_number(self.seed, "seed", 0, 2**63 - 1),
-            "guidance": _number(self.guidance, "guidance", 1.0, 20.0),
+            "guidance": number_in(self.guidance, "guidance", 1.0, 20.0),
             "resolution": None
             if resolution in (None, "", 0, "0")
             else whole_number(resolution, "resolution", 16, 4096),
@@ -133,8 +77,8 @@ class Settings:
             "exact_size": bool(self.exact_size),
             "refine": bool(self.refine),
             "device": str(self.device or "auto").strip() or "auto",
-            "dtype": _choice(self.dtype, "dtype", DTYPES, "auto"),
-            "offload": _choice(self.offload, "offload", OFFLOAD_MODES, "none"),
+            "dtype": choice(self.dtype, "dtype", DTYPES, "auto"),
+            "offload": choice(self.offload, "offload", OFFLOAD_MODES, "none"),
         }
         for name, value in checked.items():
             object.__setattr__(self, name, value)  # frozen: normalise once, here

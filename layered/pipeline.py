@@ -35,17 +35,17 @@ from diffusers.pipelines.qwenimage.pipeline_qwenimage_layered import calculate_d
 from diffusers.utils import BaseOutput
 from diffusers.utils.torch_utils import randn_tensor
 
-from layered.decompose import MAX_LAYERS, MIN_STEPS, MODEL_AUTO_LAYERS, OFFLOAD_MODES, parse_layers, whole_number
 from layered.errors import InputError
 from layered.fileio import atomic_path
 from layered.layer_tools import AUTO_TOLERANCE, prune_layers, split_layer
+from layered.limits import MAX_LAYERS, MIN_STEPS, MODEL_AUTO_LAYERS, OFFLOAD_MODES, parse_layers, whole_number
 from layered.pixels import composite_over, resize_rgba
 from layered.refine import refine as refine_to_image
 from layered.stack import LayerStack
 
 FALLBACK_PROMPT = ""  # what `layered train` feeds for a dropped caption: the model knows it
 STOCK_BUCKETS = (640, 1024)  # at these resolutions sides round to multiples of 32, exactly like the stock pipeline
-DEFAULT_MAX_LAYERS = MODEL_AUTO_LAYERS  # what layers="auto" decomposes into before pruning (layered.decompose)
+DEFAULT_MAX_LAYERS = MODEL_AUTO_LAYERS  # what layers="auto" decomposes into before pruning (layered.limits)
 # diffusers' custom-pipeline reference written into every saved model_index.json, and the module it names
 PIPELINE_MODULE = "pipeline_layered"
 PIPELINE_CLASS_NAME = [PIPELINE_MODULE, "LayeredPipeline"]
@@ -153,7 +153,7 @@ def _check_call(
 
 def _layer_counts(layers: Any, count: int, max_layers: int) -> tuple[list[int], list[bool]]:
     """Per input: how many layers to decompose into, and whether they were "auto" (then pruned), by the one
-    layer-count rule (`layered.decompose.parse_layers`); "auto" decomposes into `max_layers`."""
+    layer-count rule (`layered.limits.parse_layers`); "auto" decomposes into `max_layers`."""
     counts, auto = [], []
     try:
         for value in _per_input(layers, count, "layers"):

@@ -13,11 +13,12 @@ import pytest
 from PIL import Image
 from tiny_pipeline import make_tiny_pipeline
 
-from layered import decompose as core
+from layered import limits
 from layered.app import decompose as editor
 from layered.cli import main
-from layered.decompose import MAX_LAYERS, Cancelled, Settings, decomposer, load_model, parse_layers
+from layered.decompose import Cancelled, Settings, decomposer, load_model
 from layered.errors import InputError
+from layered.limits import MAX_LAYERS, parse_layers
 from layered.stack import LayerStack
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -75,7 +76,7 @@ def test_rejected_layer_counts_name_the_rule(value):
 
 def test_the_cap_is_the_papers_maximum():
     assert MAX_LAYERS == 20
-    assert core.CLASSIC_AUTO_LAYERS <= MAX_LAYERS and core.MODEL_AUTO_LAYERS <= MAX_LAYERS
+    assert limits.CLASSIC_AUTO_LAYERS <= MAX_LAYERS and limits.MODEL_AUTO_LAYERS <= MAX_LAYERS
 
 
 def test_cli_editor_classic_and_pipeline_share_the_rule(image, capsys):

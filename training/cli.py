@@ -1,21 +1,42 @@
-"""`layered train vae|mmdit|peel CONFIG`: flags override the config; the same entry runs under `accelerate launch`."""
+"""`layered train vae|mmdit|peel CONFIG`: flags override the config; the same entry runs under `accelerate launch`.
+
+`layered.cli` dispatches here (`add_arguments`, `run`). A new trainer is one `TRAINERS` entry (and its name in
+`training.config.TASKS`); the training modules are imported only when their trainer runs.
+"""
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import os
 from pathlib import Path
+from typing import NamedTuple
 
 from training.config import load_config
 
 TRAIN_MARKER = ".layered-train.json"  # in --output-dir: the folder is a training run of ours
 
 
+class Trainer(NamedTuple):
+    """`layered train NAME`: `module.function(config, resume=...)` returns {"output", "step", "losses"}."""
+
+    module: str
+    function: str
+    help: str
+    needs_dataset: bool = True  # False: it draws its own data (no data.path to check, no latent cache)
+
+
+TRAINERS = {
+    "vae": Trainer("training.vae", "train_vae", "the RGBA-VAE"),
+    "mmdit": Trainer("training.mmdit", "train_mmdit", "the VLD-MMDiT"),
+    "peel": Trainer("training.peel", "train_peel", "the peel network (designs drawn on the fly)", needs_dataset=False),
+}
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "task", choices=["vae", "mmdit", "peel"], help="what to train: the RGBA-VAE, the VLD-MMDiT or the peel network"
-    )
+    names = "; ".join(f"{name}: {trainer.help}" for name, trainer in TRAINERS.items())
+    parser.add_argument("task", choices=list(TRAINERS), help=f"what to train ({names})")
     parser.add_argument("config", metavar="CONFIG.yaml", help="training config (see training/configs/)")
     parser.add_argument("--data", metavar="DIR", help="dataset folder of Parquet shards (overrides data.path)")
     parser.add_argument("--output-dir", metavar="DIR", help="where checkpoints, logs and the output go")
@@ -58,36 +79,30 @@ def run(args: argparse.Namespace) -> int:
 
         print(json.dumps(dry_run(config)))
         return 0
+    trainer = TRAINERS[config.task]
+    if trainer.needs_dataset and not _check_dataset(config, args):
+        return 0  # --build-cache: the cache is written, nothing to train
+    _claim_output_dir(config.output_dir, args.overwrite, args.resume)
+    train = getattr(importlib.import_module(trainer.module), trainer.function)
+    return _report(train(config, resume=args.resume))
+
+
+def _check_dataset(config, args: argparse.Namespace) -> bool:
+    """Fail fast (before torch is imported) on a missing dataset; with --build-cache write it and say so (False)."""
     from layered.errors import InputError
     from training.data import list_shards
-
-    if config.task == "peel":  # designs drawn on the fly (data.synth): no dataset to check
-        _claim_output_dir(config.output_dir, args.overwrite, args.resume)
-        from training.peel import train_peel
-
-        return _report(train_peel(config, resume=args.resume))
 
     if args.build_cache and not args.cache:
         raise InputError("--build-cache needs --cache DIR")
     if not config.data.path:
         raise InputError("no training data: set data.path in the config or pass --data DIR")
-    list_shards(config.data.path)  # fails fast, before torch is imported
-    if not args.build_cache:
-        _claim_output_dir(config.output_dir, args.overwrite, args.resume)
+    list_shards(config.data.path)
     if args.build_cache:
         from training.cache import write_cache
 
         print(f"wrote {write_cache(config, args.cache)}")
-        return 0
-    if config.task == "vae":
-        from training.vae import train_vae
-
-        result = train_vae(config, resume=args.resume)
-    else:
-        from training.mmdit import train_mmdit
-
-        result = train_mmdit(config, resume=args.resume)
-    return _report(result)
+        return False
+    return True
 
 
 def _report(result: dict) -> int:

@@ -13,7 +13,7 @@ from typing import Any
 from layered.errors import InputError
 
 STAGES = ("t2rgba", "t2l", "i2l")
-TASKS = ("vae", "mmdit", "peel")
+TASKS = ("vae", "mmdit", "peel")  # the trainers of training.cli.TRAINERS, in the same order
 LR_SCHEDULERS = ("constant", "constant_with_warmup", "linear", "cosine", "cosine_with_restarts", "polynomial")
 
 

@@ -1,6 +1,6 @@
 """The editor's side of `layered.decompose`: whole image or one layer (recursive), with progress and Cancel.
 
-Settings, the layer-count rule, the pipeline cache and the decomposers themselves live in `layered.decompose`;
+Settings, the pipeline cache and the decomposers live in `layered.decompose`, the layer-count rule in `layered.limits`;
 this module only names the editor's two actions. `cancel` (a threading.Event) stops a run at the next step.
 """
 
@@ -10,8 +10,9 @@ import threading
 
 import numpy as np
 
-from layered.decompose import MAX_LAYERS, METHODS, Cancelled, Progress, Settings, decomposer
+from layered.decompose import METHODS, Cancelled, Progress, Settings, decomposer
 from layered.layer_tools import split_layer
+from layered.limits import MAX_LAYERS
 from layered.stack import LayerStack
 
 __all__ = ["MAX_LAYERS", "METHODS", "Cancelled", "Progress", "Settings", "decompose_image", "decompose_layer"]

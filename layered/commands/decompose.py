@@ -11,22 +11,13 @@ import dataclasses
 import os
 from pathlib import Path
 
-from layered.decompose import (
-    DEFAULT_METHOD,
-    DTYPES,
-    MAX_LAYERS,
-    METHODS,
-    OFFLOAD_MODES,
-    Decomposer,
-    Settings,
-    decomposer,
-    parse_layers,
-)
+from layered.decompose import DEFAULT_METHOD, METHODS, Decomposer, Settings, decomposer
 from layered.errors import InputError
+from layered.limits import DTYPES, MAX_LAYERS, OFFLOAD_MODES, parse_layers
 
 
 def _layers(text: str) -> int | str:
-    """argparse's reading of --layers: the one layer-count rule of `layered.decompose`."""
+    """argparse's reading of --layers: the one layer-count rule of `layered.limits`."""
     try:
         return parse_layers(text)
     except InputError as exc:
