@@ -32,17 +32,26 @@ def to_rgba8(psd, color: np.ndarray, alpha: np.ndarray, clear: bool = True) -> n
     mode = {1: "L", 3: "RGB", 4: "CMYK"}.get(channels)
     if mode is None:
         raise Rejected("color-mode", f"rendered {channels} colour channels")
-    data = (np.clip(color, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
-    if mode == "CMYK":
-        data = 255 - data  # psd-tools keeps CMYK inverted, as stored
-    image = Image.fromarray(data[..., 0] if mode == "L" else data, mode)
-    rgb = np.asarray(image_to_srgb(psd, image))
-    out = np.empty(rgb.shape[:2] + (4,), np.uint8)
-    out[..., :3] = rgb
-    out[..., 3] = (np.clip(alpha[..., 0], 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
+    data = _to_uint8(color)
+    out = np.empty(data.shape[:2] + (4,), np.uint8)
+    if mode != "CMYK" and icc_transform(psd, mode) is None:  # sRGB already (or untagged): no PIL round trip
+        out[..., :3] = data
+    else:
+        if mode == "CMYK":
+            data = 255 - data  # psd-tools keeps CMYK inverted, as stored
+        out[..., :3] = np.asarray(image_to_srgb(psd, Image.fromarray(data[..., 0] if mode == "L" else data, mode)))
+    out[..., 3] = _to_uint8(alpha[..., 0])
     if clear:
         out[out[..., 3] == 0] = 0  # no colour under full transparency (psd-tools leaves its backdrop there)
     return out
+
+
+def _to_uint8(values: np.ndarray) -> np.ndarray:
+    """Float levels in [0, 1] (clipped) -> uint8, rounded half up: round(clip(v, 0, 1) * 255)."""
+    scaled = values * np.float32(255.0)
+    scaled += np.float32(0.5)
+    np.clip(scaled, 0, 255, out=scaled)
+    return scaled.astype(np.uint8)
 
 
 def image_to_srgb(psd, image):
@@ -53,9 +62,12 @@ def image_to_srgb(psd, image):
     from PIL import Image, ImageCms
 
     if image.mode == "L":  # one channel: the transform of each of the 256 levels, looked up (the same pixels)
-        levels = Image.fromarray(np.arange(256, dtype=np.uint8)[None, :], "L")
-        table = np.asarray(ImageCms.applyTransform(levels, transform).convert("RGB"))[0]
-        return Image.fromarray(table[np.asarray(image)], "RGB")
+        table = _grey_table(transform)
+        levels = np.asarray(image)
+        if table.ndim == 1:  # a neutral grey stays neutral: one lookup, three equal bands
+            grey = Image.fromarray(np.take(table, levels), "L")
+            return Image.merge("RGB", (grey, grey, grey))
+        return Image.fromarray(np.take(table, levels, axis=0), "RGB")
     return ImageCms.applyTransform(image, transform).convert("RGB")
 
 
@@ -99,6 +111,25 @@ def icc_transform(psd, mode: str):
             _ICC_CACHE.pop(next(iter(_ICC_CACHE)))
         _ICC_CACHE[key] = transform
     return _ICC_CACHE[key]
+
+
+_GREY_TABLES: dict = {}
+
+
+def _grey_table(transform) -> np.ndarray:
+    """The sRGB colour of each of the 256 grey levels under `transform`: 256 levels (neutral) or 256 x 3."""
+    key = id(transform)
+    if key not in _GREY_TABLES or _GREY_TABLES[key][0] is not transform:
+        from PIL import Image, ImageCms
+
+        levels = Image.fromarray(np.arange(256, dtype=np.uint8)[None, :], "L")
+        table = np.asarray(ImageCms.applyTransform(levels, transform).convert("RGB"))[0]
+        if (table == table[:, :1]).all():
+            table = np.ascontiguousarray(table[:, 0])
+        if len(_GREY_TABLES) >= 16:
+            _GREY_TABLES.pop(next(iter(_GREY_TABLES)))
+        _GREY_TABLES[key] = (transform, table)
+    return _GREY_TABLES[key][1]
 
 
 def profile_description(psd) -> str | None:
