@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from layered.errors import InputError
+from layered.limits import MAX_LAYERS
 from layered.stack import Layer, LayerStack, composite
 
 EMPTY = 0.02  # alpha below this is nothing
@@ -83,7 +84,6 @@ TIER = {"panel": 1, "object": 2, "text": 3}  # the layer-order convention within
 SOLID = 0.5  # alpha above this is inside an element
 MIN_PIXELS = 4  # working-size pixels: a predicted top smaller than this is empty
 MAX_ROUNDS = 12
-MAX_LAYERS = 20  # the one layer-count limit (layered.decompose)
 
 
 @dataclasses.dataclass(frozen=True)
