@@ -248,3 +248,19 @@ def test_compose_says_the_notes_on_one_stderr_line(shared_dir, tmp_path):
     from PIL import Image
 
     assert over_both(np.asarray(Image.open(out).convert("RGBA")), stored(source)) >= 40.0
+
+
+def test_eval_says_each_files_notes_on_one_line(shared_dir):
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    source = shared_dir / "psd-corpus" / "adjustments" / "invert_rgb.psd"
+    proc = subprocess.run(
+        [sys.executable, "-m", "layered", "eval", str(source), str(source), "--json"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr
+    note = "'Invert 1' (invert adjustment) merged with the 1 layer(s) it changes"
+    assert proc.stderr.splitlines() == [f"layered eval: note: {source}: {note}"] * 2
+    assert all(row["soft_iou"] == 1.0 for row in json.loads(proc.stdout))
