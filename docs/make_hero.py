@@ -1,9 +1,10 @@
 """Draw docs/hero.png, the README's first picture: an input, the layers `layered decompose` finds, and an edit.
 
 Everything in it is made by the project: the input is `examples/design_1.png` (from `layered psd synth`),
-the layers come from the default method (or `--method model --model demo`), the edit from `layered.edits`.
+the layers come from `layered decompose`'s default method (or `--method classic`, `--method model --model demo`),
+the edit from `layered.edits`.
 
-    python docs/make_hero.py [--method classic|model] [--model demo] [--output docs/hero.png]
+    python docs/make_hero.py [--method peel|classic|model] [--model demo] [--output docs/hero.png]
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageDraw
+
+from layered.decompose import DEFAULT_METHOD, METHODS
 
 ROOT = Path(__file__).resolve().parents[1]
 TILE, PAD, LABEL = 160, 12, 22
@@ -30,35 +33,25 @@ def on_checker(rgba: np.ndarray) -> Image.Image:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--method", choices=("classic", "model"), default="classic")
+    parser.add_argument("--method", choices=METHODS, default=DEFAULT_METHOD)
     parser.add_argument("--model", default="demo")
     parser.add_argument("--input", default=str(ROOT / "examples" / "design_1.png"))
     parser.add_argument("--output", default=str(ROOT / "docs" / "hero.png"))
     args = parser.parse_args()
 
     from layered import edits
+    from layered.decompose import Settings, decomposer
 
     image = Image.open(args.input)
-    if args.method == "classic":
-        from layered.classic import decompose_classic
-
-        stack = decompose_classic(np.asarray(image.convert("RGBA")), layers="auto")
-    else:
-        import torch
-
-        from layered.models import load_pipeline
-
-        pipe = load_pipeline(args.model)
-        pipe.set_progress_bar_config(disable=True)
-        generator = torch.Generator("cpu").manual_seed(0)
-        stack = pipe(image=image, layers="auto", generator=generator, output_type="np").stacks[0]
+    settings = Settings(method=args.method, model=args.model, layers="auto")
+    stack = decomposer(settings)(np.asarray(image.convert("RGBA")))
     coverage = [stack.render_layer(i)[..., 3].mean() / 255 for i in range(len(stack))]
     objects = [i for i in range(1, len(stack)) if coverage[i] < 0.4] or list(range(1, len(stack)))
     top = max(objects, key=lambda i: coverage[i])  # the largest layer that is an object, not a backdrop
     edited = edits.recolor(edits.move(stack, top, dx=stack.size[0] // 6, dy=0), top, hue=150)
 
     tiles = [("input", np.asarray(image.convert("RGBA")))]
-    tiles += [(f"layer {i}" + (" (background)" if i == 0 else ""), stack.render_layer(i)) for i in range(len(stack))]
+    tiles += [(f"{i}: {layer.name or 'layer'}", stack.render_layer(i)) for i, layer in enumerate(stack.layers)]
     tiles += [(f"edit: layer {top} moved + recoloured", edited.composite())]
     canvas = Image.new("RGB", (PAD + len(tiles) * (TILE + PAD), TILE + LABEL + 2 * PAD), "white")
     draw = ImageDraw.Draw(canvas)

@@ -25,7 +25,7 @@ from layered.stack import LayerStack
 
 METHODS = ("classic", "peel", "model")
 # The default is the method that scores best on benchmarks/bench_quality.py (README, "Benchmarks").
-DEFAULT_METHOD = "classic"
+DEFAULT_METHOD = "peel"  # beats classic on IoU@0 and L1@0 on all three sets
 WHITE = (255, 255, 255)
 
 Decomposer = Callable[[np.ndarray], LayerStack]

@@ -60,3 +60,27 @@ def test_batches_are_a_pure_function_of_the_step():
     assert all(np.array_equal(a[k].numpy(), b[k].numpy()) for k in a)
     c = batch_for_step(6, 4, options, [])
     assert not np.array_equal(a["input"].numpy(), c["input"].numpy())
+
+
+def test_the_committed_checkpoint_is_the_shipped_network_and_resumes_deterministically(tmp_path):
+    """training/runs/peel (packed, no pickle) resumes: its weights are the shipped ones, its next step repeatable."""
+    import torch
+
+    from layered.peel import PEEL_DIR, load_peel
+    from training import portable
+
+    packed = "training/runs/peel"
+    config = "training/configs/peel.yaml"
+    runs = []
+    for name in ("a", "b"):
+        out = tmp_path / name
+        portable.unpack(packed, out)
+        assert cli(["train", "peel", config, "--output-dir", str(out), "--resume", "--max-steps", "3601"]) == 0
+        runs.append(out)
+    assert _losses(runs[0]) == _losses(runs[1]) and list(_losses(runs[0])) == [3601]
+    out = tmp_path / "c"
+    portable.unpack(packed, out)
+    assert cli(["train", "peel", config, "--output-dir", str(out), "--resume", "--max-steps", "3600"]) == 0
+    resumed = load_peel(out / "peel").state_dict()
+    for key, value in load_peel(PEEL_DIR).state_dict().items():  # fp16 copy of the same weights
+        assert torch.allclose(resumed[key].float(), value.float(), rtol=1e-2, atol=1e-3), key

@@ -10,12 +10,21 @@ import threading
 
 import numpy as np
 
-from layered.decompose import METHODS, Cancelled, Progress, Settings, decomposer
+from layered.decompose import DEFAULT_METHOD, METHODS, Cancelled, Progress, Settings, decomposer
 from layered.layer_tools import split_layer
 from layered.limits import MAX_LAYERS
 from layered.stack import LayerStack
 
-__all__ = ["MAX_LAYERS", "METHODS", "Cancelled", "Progress", "Settings", "decompose_image", "decompose_layer"]
+__all__ = [
+    "DEFAULT_METHOD",
+    "MAX_LAYERS",
+    "METHODS",
+    "Cancelled",
+    "Progress",
+    "Settings",
+    "decompose_image",
+    "decompose_layer",
+]
 
 
 def decompose_image(rgba: np.ndarray, settings: Settings, progress: Progress, cancel: threading.Event) -> LayerStack:

@@ -446,7 +446,7 @@ def build_app(model: str = "demo", concurrency: int = 1, examples: list[str] | N
                 if examples:
                     gr.Examples(examples=[[e] for e in examples], inputs=[upload], label="Examples")
                 with gr.Accordion("Decompose", open=True):
-                    method = gr.Radio(list(dec.METHODS), value="classic", label="Method", elem_id="method")
+                    method = gr.Radio(list(dec.METHODS), value=dec.DEFAULT_METHOD, label="Method", elem_id="method")
                     model_box = gr.Textbox(value=model, label="Model (name, folder or Hub id)", elem_id="model")
                     layers = gr.Dropdown(
                         LAYER_CHOICES, value="auto", label="Layers", allow_custom_value=True, elem_id="layers-count"
