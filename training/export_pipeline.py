@@ -26,7 +26,7 @@ def export_pipeline(source: str | Path, target: str | Path, dtype: str = "float1
     from layered.pipeline import LayeredPipeline
 
     if (Path(source) / "training_state.json").is_file():  # a training checkpoint (FSDP-sharded or not)
-        from training.checkpoint import pipeline_from_checkpoint
+        from training.models import pipeline_from_checkpoint
 
         pipe = pipeline_from_checkpoint(source).to(getattr(torch, dtype))
     else:

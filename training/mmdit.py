@@ -110,22 +110,6 @@ def compute_loss(transformer, batch: Batch, train_scheduler, config: Config, dev
     return per_sample.mean()
 
 
-def setup_lora(transformer, config: Config) -> None:
-    """Freeze the transformer and add a peft LoRA adapter on the attention and MLP projections."""
-    from peft import LoraConfig
-
-    transformer.requires_grad_(False)
-    transformer.add_adapter(
-        LoraConfig(
-            r=config.lora.rank,
-            lora_alpha=config.lora.alpha or config.lora.rank,
-            lora_dropout=config.lora.dropout,
-            init_lora_weights="gaussian",
-            target_modules=config.lora.target_modules,
-        )
-    )
-
-
 def freeze_unreached(transformer) -> None:
     """Freeze the last block's text-stream output layers: their output is dropped, so they never get a gradient.
 
@@ -253,6 +237,8 @@ def prepare_trainer(transformer, config: Config, accelerator, weight_dtype) -> T
     """LoRA or full fine-tuning set up, AdamW and the lr schedule prepared by accelerate, EMA registered."""
     from diffusers.optimization import get_scheduler
     from diffusers.training_utils import EMAModel, cast_training_params
+
+    from training.models import setup_lora
 
     if config.train.gradient_checkpointing:
         transformer.enable_gradient_checkpointing()

@@ -1,4 +1,5 @@
-"""Building and loading the diffusers components a training run needs, and saving the trained pipeline.
+"""Building and loading the diffusers components a training run needs (LoRA adapters included), and the pipeline
+of a trained run or checkpoint.
 
 Sources, in order: `model.init_from` (previous stage), `model.pretrained` (a pipeline folder such as
 Qwen/Qwen-Image-Layered), then a config dict (tiny models built in code: nothing is downloaded).
@@ -11,7 +12,7 @@ from typing import Any
 
 import torch
 
-from layered.errors import InputError
+from layered.errors import InputError, LayeredError
 from training.config import Config
 
 # Qwen-Image's scheduler settings (scheduler_config.json of the released pipelines).
@@ -212,3 +213,55 @@ def save_pipeline(pipeline, folder: str | Path) -> None:
 
     with atomic_dir(folder) as tmp:
         pipeline.save_pretrained(tmp, safe_serialization=True)
+
+
+def setup_lora(transformer, config: Config) -> None:
+    """Freeze the transformer and add a peft LoRA adapter on the attention and MLP projections."""
+    from peft import LoraConfig
+
+    transformer.requires_grad_(False)
+    transformer.add_adapter(
+        LoraConfig(
+            r=config.lora.rank,
+            lora_alpha=config.lora.alpha or config.lora.rank,
+            lora_dropout=config.lora.dropout,
+            init_lora_weights="gaussian",
+            target_modules=config.lora.target_modules,
+        )
+    )
+
+
+def pipeline_from_checkpoint(folder: str | Path):
+    """A `LayeredPipeline` of an MMDiT checkpoint: its transformer weights and the run's frozen parts (VAE, text).
+
+    The run's config is stored in the checkpoint's training_state.json; a LoRA run's adapter is fused in.
+    """
+    from training.checkpoint import checkpoint_weights, read_state
+    from training.config import config_from_dict
+
+    folder = Path(folder)
+    try:
+        raw = read_state(folder)["config"]
+    except (OSError, ValueError, KeyError):
+        raise LayeredError(f"{folder}: not an MMDiT checkpoint (no config in training_state.json)") from None
+    config = config_from_dict(raw)
+    if config.task != "mmdit":
+        raise LayeredError(f"{folder}: a {config.task} checkpoint; only MMDiT checkpoints become pipelines")
+    weights = checkpoint_weights(folder)
+    transformer = load_transformer(config)
+    if config.lora.rank > 0:
+        setup_lora(transformer, config)
+    transformer.load_state_dict({k: v.float() for k, v in weights.items()}, strict=True)
+    if config.lora.rank > 0:
+        transformer.fuse_lora()
+        transformer.unload_lora()
+    text_encoder, tokenizer, processor = load_text_components(config)
+    return build_pipeline(
+        transformer=transformer.float(),
+        vae=load_vae(config),
+        text_encoder=text_encoder,
+        tokenizer=tokenizer,
+        processor=processor,
+        scheduler=load_scheduler(config),
+        resolution=config.data.resolution,
+    )
