@@ -124,6 +124,7 @@ def test_round_trip_in_the_browser(browser, url, tmp_path):
     context, page = open_editor(browser, url)
     upload(page, write_design(tmp_path))
     wait_status(page, "Opened design.png")
+    page.locator("#method label", has_text="classic").click()  # the round trip below knows classic's layers
     page.click("#decompose")
     wait_status(page, "Decomposed into 4 layers")
     assert thumbnails(page) == 4
@@ -190,6 +191,7 @@ def test_two_browser_sessions_do_not_share_layers(browser, url, tmp_path):
     Image.fromarray(other).save(tmp_path / "other.png")
     upload(page_b, tmp_path / "other.png")
     wait_status(page_b, "Opened other.png")
+    page_a.locator("#method label", has_text="classic").click()
     page_a.click("#decompose")
     wait_status(page_a, "Decomposed into 4 layers")
     assert thumbnails(page_a) == 4 and thumbnails(page_b) == 1
