@@ -26,6 +26,7 @@ import numpy as np
 
 from layered.errors import InputError
 from layered.limits import MAX_LAYERS
+from layered.pixels import composite_over
 from layered.stack import Layer, LayerStack, composite
 
 EMPTY = 0.02  # alpha below this is nothing
@@ -188,7 +189,8 @@ def decompose_peel(image: np.ndarray, model, layers: int | str = "auto") -> Laye
     from PIL import Image
 
     count = None if layers == "auto" else int(layers)
-    rgb = flatten_over_white(image)
+    image = np.asarray(image)
+    rgb = image if image.shape[2] == 3 else composite_over(image)  # over white, as the other methods
     width, height = working_size(rgb.shape[1], rgb.shape[0], int(model.config.sample_size))
     small = np.asarray(Image.fromarray(rgb).resize((width, height), Image.Resampling.BOX))
     background, elements = peel(model, small, count or MAX_LAYERS)
@@ -217,15 +219,6 @@ def at_size(stack: LayerStack, size: tuple[int, int]) -> LayerStack:
         for i, layer in enumerate(stack.layers)
     ]
     return LayerStack(size[0], size[1], tuple(layers), working_size=stack.size, refined=False)
-
-
-def flatten_over_white(image: np.ndarray) -> np.ndarray:
-    """RGB uint8 of an RGBA (or RGB) array laid over white."""
-    image = np.asarray(image)
-    if image.shape[2] == 3:
-        return image.astype(np.uint8)
-    a = image[..., 3:].astype(np.float32) / 255.0
-    return np.clip(image[..., :3] * a + 255.0 * (1.0 - a) + 0.5, 0, 255).astype(np.uint8)
 
 
 def fit_count(canvases: list[np.ndarray], kinds: list[str], count: int) -> tuple[list[np.ndarray], list[str]]:

@@ -137,9 +137,10 @@ def train_peel(config: Config, resume: bool = False) -> dict:
 
     out = Path(config.output_dir)
     accelerator = loop.make_accelerator(config)
-    model = PeelNet(**(config.model.peel or {})) if not config.model.init_from else None
-    if model is None:
+    if config.model.init_from:
         model = PeelNet.from_pretrained(config.model.init_from)
+    else:
+        model = PeelNet(**(config.model.peel or {}))
     optimizer = loop.adamw(model.parameters(), config)
     lr_scheduler = get_scheduler(
         config.train.lr_scheduler,
