@@ -5,7 +5,10 @@ Unknown keys and wrong types are input errors (a typo in a config must not silen
 
 from __future__ import annotations
 
+import copy
 import dataclasses
+import types
+import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -137,41 +140,94 @@ class Config:
         return dataclasses.asdict(self)
 
 
-def _build(cls, values: Any, where: str):
+def _build(cls: type, values: Any, where: str) -> Any:
+    """One config section (a dataclass) from a mapping, each value checked against its field's annotation."""
     if not isinstance(values, dict):
         raise InputError(f"config: {where or 'top level'} must be a mapping, got {type(values).__name__}")
     fields = {f.name: f for f in dataclasses.fields(cls)}
-    unknown = sorted(set(values) - set(fields))
+    unknown = sorted(str(key) for key in set(values) - set(fields))
     if unknown:
         raise InputError(f"config: unknown key(s) {', '.join(unknown)} in {where or 'top level'}")
-    kwargs = {}
-    for name, value in values.items():
-        default = getattr(cls(), name)
-        if dataclasses.is_dataclass(default):
-            kwargs[name] = _build(type(default), value or {}, f"{where}.{name}".lstrip("."))
-        else:
-            kwargs[name] = _coerce(value, default, f"{where}.{name}".lstrip("."))
-    return cls(**kwargs)
+    hints = typing.get_type_hints(cls)
+    return cls(**{name: _convert(value, hints[name], f"{where}.{name}".lstrip(".")) for name, value in values.items()})
 
 
-def _coerce(value: Any, default: Any, where: str) -> Any:
-    if value is None or default is None:
+def _convert(value: Any, annotation: Any, where: str) -> Any:
+    """`value` as the type `annotation` names (int, float, bool, str, list[X], dict[K, V], X | None, a section)."""
+    origin, args = typing.get_origin(annotation), typing.get_args(annotation)
+    if annotation is Any:
         return value
-    if isinstance(default, bool):
-        if not isinstance(value, bool):
-            raise InputError(f"config: {where} must be true or false, got {value!r}")
-        return value
-    if isinstance(default, (int, float)):
-        try:  # YAML reads 1e-5 as a string; accept numbers written either way
-            number = float(value) if isinstance(default, float) else int(value)
-        except (TypeError, ValueError):
-            raise InputError(f"config: {where} must be a number, got {value!r}") from None
-        return number
-    if isinstance(default, str) and not isinstance(value, str):
-        raise InputError(f"config: {where} must be a string, got {value!r}")
-    if isinstance(default, list) and not isinstance(value, list):
-        raise InputError(f"config: {where} must be a list, got {value!r}")
-    return value
+    if origin in (typing.Union, types.UnionType):
+        return _convert_union(value, annotation, where)
+    if dataclasses.is_dataclass(annotation):
+        return _build(annotation, {} if value is None else value, where)  # an empty section: its defaults
+    if origin is list:
+        if not isinstance(value, list):
+            _refuse(where, annotation, value)
+        return [_convert(item, args[0], f"{where}[{i}]") for i, item in enumerate(value)] if args else value
+    if origin is dict:
+        if not isinstance(value, dict):
+            _refuse(where, annotation, value)
+        key_type, item_type = args or (Any, Any)
+        return {
+            _convert(key, key_type, f"{where} (a key)"): _convert(item, item_type, f"{where}.{key}")
+            for key, item in value.items()
+        }
+    if annotation in _SCALARS:
+        return _convert_scalar(value, annotation, where)
+    raise TypeError(f"config field {where}: the reader does not know the annotation {annotation!r}")
+
+
+def _convert_union(value: Any, annotation: Any, where: str) -> Any:
+    """`X | None`: None, or a valid X; `X | Y`: the first option that takes the value."""
+    args = typing.get_args(annotation)
+    if value is None and type(None) in args:
+        return None
+    options = [arg for arg in args if arg is not type(None)]
+    if len(options) == 1:  # the option's own message: "must be an integer, got 10.5"
+        return _convert(value, options[0], where)
+    for option in options:
+        try:
+            return _convert(value, option, where)
+        except InputError:
+            continue
+    _refuse(where, annotation, value)
+
+
+def _convert_scalar(value: Any, annotation: type, where: str) -> Any:
+    """bool, int, str as they are (a bool is no integer, 10.5 no int); an int or a numeric string for a float.
+
+    YAML 1.1 reads `1e-5` (no dot) as a string, so a float field parses a string that is a number.
+    """
+    if annotation is float and isinstance(value, str):
+        try:
+            return float(value)
+        except ValueError:
+            _refuse(where, annotation, value)
+    accepted = (int, float) if annotation is float else annotation
+    if not isinstance(value, accepted) or (annotation is not bool and isinstance(value, bool)):
+        _refuse(where, annotation, value)
+    return float(value) if annotation is float else value
+
+
+_SCALARS = {bool: "true or false", int: "an integer", float: "a number", str: "a string", type(None): "null"}
+_PLURALS = {bool: "true/false values", int: "integers", float: "numbers", str: "strings"}
+
+
+def _describe(annotation: Any) -> str:
+    """What a value of `annotation` is, in a config writer's words: "a number or null"."""
+    if annotation in _SCALARS:
+        return _SCALARS[annotation]
+    origin, args = typing.get_origin(annotation), typing.get_args(annotation)
+    if origin in (typing.Union, types.UnionType):
+        return " or ".join(_describe(arg) for arg in args)
+    if origin is list:
+        return f"a list of {_PLURALS[args[0]]}" if args and args[0] in _PLURALS else "a list"
+    return "a mapping" if origin is dict or dataclasses.is_dataclass(annotation) else str(annotation)
+
+
+def _refuse(where: str, annotation: Any, value: Any) -> typing.NoReturn:
+    raise InputError(f"config: {where} must be {_describe(annotation)}, got {value!r}")
 
 
 def validate(config: Config) -> Config:
@@ -220,21 +276,19 @@ def load_config(path: str | Path, overrides: dict[str, Any] | None = None) -> Co
 
 def config_from_dict(raw: dict[str, Any], overrides: dict[str, Any] | None = None) -> Config:
     """Build and validate a Config from a plain dict plus dotted-key overrides."""
-    raw = _deep_copy(raw)
+    if not isinstance(raw, dict):
+        raise InputError(f"config: top level must be a mapping, got {type(raw).__name__}")
+    raw = copy.deepcopy(raw)
     for key, value in (overrides or {}).items():
         if value is None:
             continue
         node = raw
         *parents, leaf = key.split(".")
-        for part in parents:
-            node = node.setdefault(part, {}) if isinstance(node.get(part), dict) or part not in node else node[part]
+        for depth, part in enumerate(parents):
+            if node.get(part) is None:  # absent, or an empty section in the YAML
+                node[part] = {}
+            if not isinstance(node[part], dict):
+                raise InputError(f"config: {'.'.join(parents[: depth + 1])} must be a mapping, got {node[part]!r}")
+            node = node[part]
         node[leaf] = value
     return validate(_build(Config, raw, ""))
-
-
-def _deep_copy(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {k: _deep_copy(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_deep_copy(v) for v in value]
-    return value
