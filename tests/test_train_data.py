@@ -50,7 +50,7 @@ def random_layers(rng: np.random.Generator, size: tuple[int, int], count: int) -
 
 
 def write_shards(folder: Path, rows: int, *, size=(32, 32), layers=3, seed=0, shards=1, captions=True) -> Path:
-    """Parquet shards in the DESIGN.md row format (id, composite, layers, meta) written with pyarrow."""
+    """Parquet shards in `layered psd build`'s row format (id, composite, layers, meta: training.data) via pyarrow."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 

@@ -107,8 +107,8 @@ def test_frame_zero_learns_to_copy_the_condition(tmp_path):
     The tiny VAE is random, so its latents are first normalised with the dataset's statistics (the job of
     latents_mean / latents_std in the real VAE). The bar: beat the per-position dataset mean, the best guess
     without the condition image, and be far better than with another row's image. 800 steps (~80 s on 2
-    idle cores): the tiny model learns the copy slowly (DESIGN.md: a tiny model routes by Layer3D position
-    slowly); after 300 steps it still loses to the dataset mean.
+    idle cores): the tiny model learns the copy slowly (it routes by Layer3D position); after 300 steps it still
+    loses to the dataset mean.
     """
     import dataclasses
 

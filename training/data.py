@@ -1,9 +1,9 @@
 """Training data: Parquet shards of layer stacks -> aspect-ratio buckets -> deterministic batches.
 
-A row (DESIGN.md) is `id`, `composite` and `layers` (PNG images, full canvas, bottom-first) and `meta` (JSON,
-with the `caption`). Batch order is a pure function of (seed, step), so `--resume` after a kill -9 sees the
-same next batch, and N processes each take their slice of the same global batch (DDP == one process with
-an N-times larger batch).
+A row (what `layered psd build` writes; README, "From Photoshop files to a training set") is `id`, `composite`
+and `layers` (PNG images, full canvas, bottom-first) and `meta` (JSON, with the `caption`). Batch order is a pure
+function of (seed, step), so `--resume` after a kill -9 sees the same next batch, and N processes each take their
+slice of the same global batch (DDP == one process with an N-times larger batch).
 """
 
 from __future__ import annotations
