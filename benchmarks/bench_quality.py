@@ -2,7 +2,9 @@
 
 Inputs: held-out rich synthetic designs (seed 1000, never used for training) at 128 and 256 px, and the
 accepted samples of the PSD corpus (../shared/psd-corpus through the dataset builder's own rules, at most
-256 px; canvases under 16 px are left out). Every method is told the true layer count N.
+256 px; canvases under 16 px are left out), and with --dataset DIR the first --rows rows of a dataset that
+`layered psd build` wrote (a held-out one: another seed or source than training). Every method is told the
+true layer count N.
 Methods:
   oracle       the ground truth re-ordered by occlusion only (overlapping layers keep their visible order,
                the rest go by the layer-order convention: `psd_pipeline.synth_rich.canonical_order`): the
@@ -14,11 +16,13 @@ Methods:
   model:<dir>  the pipeline's raw layers (at its working size, upsampled), and model:<dir>+refine, the same
                through `layered.refine.refine` (when that module is installed); on --model-samples
                inputs spread evenly over each set (the n column says how many).
-Columns: RGB L1 and soft IoU at merge 0, 1, 2 (`layered.metrics.evaluate`), recomposition PSNR of the
-layers against the input (dB, 99 = exact), seconds per image; then the peak resident memory.
+Columns: RGB L1 and soft IoU at merge 0 .. --max-merge (2; `layered.metrics.evaluate`), recomposition PSNR of
+the layers against the input (dB, mean over images, 99 = exact), seconds per image; then the peak resident
+memory. --json adds per row the PSNR of the pooled error (`psnr_pooled`: refined layers are often exact, and a
+mean of capped per-image PSNRs hides the rest) and the worst image's (`psnr_min`).
 
     python benchmarks/bench_quality.py [--count 32] [--sizes 128 256] [--peel shipped|DIR|none]
-        [--model demo|DIR|none] [--steps 20]
+        [--model demo|DIR|none] [--steps 20] [--dataset DIR [--rows 150]] [--max-merge 2] [--json FILE]
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ import argparse
 import importlib.util
 import io
 import json
+import math
 import resource
 import sys
 import time
@@ -39,7 +44,7 @@ from PIL import Image
 ROOT = Path(__file__).resolve().parents[1]
 CORPUS = ROOT.parent / "shared" / "psd-corpus"
 HELD_OUT_SEED = 1000
-MAX_MERGE = 2
+MAX_MERGE = 2  # the default of --max-merge
 MIN_CORPUS_SIDE = 16
 
 
@@ -72,6 +77,22 @@ def corpus_samples(folder: Path, max_side: int = 256) -> list[tuple[np.ndarray, 
         truth = LayerStack.from_images(layers, meta["layer_names"])
         kinds = ["text" if kind == "type" else "shape" for kind in meta["layer_kinds"]]
         out.append((np.asarray(Image.open(io.BytesIO(row["composite"])).convert("RGBA")), truth, kinds))
+    return out
+
+
+def dataset_samples(folder: Path, rows: int) -> list[tuple[np.ndarray, object, list[str]]]:
+    """The first `rows` rows of a `layered psd build` dataset (composite, layers, text layers marked)."""
+    from layered.stack import LayerStack
+    from training.data import RowReader, index_rows
+
+    reader = RowReader()
+    out = []
+    for ref in index_rows(folder)[:rows]:
+        row = reader.read(ref)
+        names = row["meta"].get("layer_names")
+        truth = LayerStack.from_images(row["layers"], names if len(names or ()) == len(row["layers"]) else None)
+        kinds = row["meta"].get("layer_kinds") or ["shape"] * len(truth)
+        out.append((row["composite"], truth, ["text" if kind in ("type", "text") else "shape" for kind in kinds]))
     return out
 
 
@@ -160,15 +181,16 @@ def model_methods(model: str, steps: int) -> dict[str, Callable]:
     return methods
 
 
-def score(method: Callable, samples) -> dict:
-    """Mean LayerD rows, mean recomposition PSNR and seconds per image of one method on one input set.
+def score(method: Callable, samples, max_merge: int = MAX_MERGE) -> dict:
+    """Mean LayerD rows, recomposition PSNR (mean, pooled, worst) and seconds per image of one method on one set.
 
     A method returns a LayerStack, or (LayerStack, seconds spent earlier on this image and not timed now).
     """
     from layered.metrics import evaluate, mean_scores
+    from layered.psd.fidelity import PERFECT_PSNR, comparable
     from psd_pipeline.fidelity import psnr
 
-    rows, psnrs, seconds = [], [], 0.0
+    rows, psnrs, errors, seconds = [], [], [], 0.0
     for image, truth, kinds in samples:
         started = time.perf_counter()
         stack = method(image, truth, kinds)
@@ -176,9 +198,19 @@ def score(method: Callable, samples) -> dict:
         if isinstance(stack, tuple):
             stack, earlier = stack
             seconds += earlier
-        rows.append(evaluate(stack, truth, MAX_MERGE))
-        psnrs.append(psnr(stack.composite(), image))
-    return {"scores": mean_scores(rows), "psnr": float(np.mean(psnrs)), "s_per_image": seconds / len(samples)}
+        rows.append(evaluate(stack, truth, max_merge))
+        recomposed = stack.composite()
+        psnrs.append(psnr(recomposed, image))
+        ours, reference = comparable(recomposed, image)  # the pixels psnr compares
+        errors.append(float(np.mean(np.square(ours - reference, dtype=np.float64))))
+    pooled = float(np.mean(errors))
+    return {
+        "scores": mean_scores(rows),
+        "psnr": float(np.mean(psnrs)),
+        "psnr_pooled": PERFECT_PSNR if pooled == 0 else min(PERFECT_PSNR, 10 * math.log10(1.0 / pooled)),
+        "psnr_min": float(min(psnrs)),
+        "s_per_image": seconds / len(samples),
+    }
 
 
 def main() -> None:
@@ -195,6 +227,9 @@ def main() -> None:
         default=4,
         help="inputs per set the model decomposes, evenly spread (default 4; 0 = all)",
     )
+    parser.add_argument("--dataset", type=Path, help="also score the first --rows rows of this built dataset")
+    parser.add_argument("--rows", type=int, default=150, help="rows of --dataset (default 150)")
+    parser.add_argument("--max-merge", type=int, default=MAX_MERGE, help=f"merges scored (default {MAX_MERGE})")
     parser.add_argument("--json", type=Path, help="also write the table as JSON here")
     args = parser.parse_args()
     started = time.perf_counter()
@@ -202,16 +237,19 @@ def main() -> None:
     from psd_pipeline.assets import require_assets
 
     try:
+        if args.rows < 1 or args.max_merge < 0:
+            raise LayeredError("--rows must be at least 1 and --max-merge at least 0")
         require_assets()
+        inputs = {f"rich {size} px": held_out_designs(args.count, size) for size in args.sizes}
+        if args.corpus.is_dir():
+            inputs["PSD corpus"] = corpus_samples(args.corpus)
+        else:
+            print(f"# PSD corpus: {args.corpus} not found, rows left out", file=sys.stderr)
+        if args.dataset is not None:
+            inputs[f"dataset {args.dataset.name}"] = dataset_samples(args.dataset, args.rows)
     except LayeredError as exc:
         print(f"bench_quality: error: {exc}", file=sys.stderr)
         sys.exit(2)
-
-    inputs = {f"rich {size} px": held_out_designs(args.count, size) for size in args.sizes}
-    if args.corpus.is_dir():
-        inputs["PSD corpus"] = corpus_samples(args.corpus)
-    else:
-        print(f"# PSD corpus: {args.corpus} not found, rows left out", file=sys.stderr)
     methods: dict[str, Callable] = {
         "oracle (canonical order)": oracle,
         "one layer": one_layer,
@@ -224,7 +262,8 @@ def main() -> None:
         methods.update(model_methods(args.model, args.steps))
 
     table = []
-    header = "| inputs | method | n | L1@0 | IoU@0 | L1@1 | IoU@1 | L1@2 | IoU@2 | PSNR dB | s/img |"
+    merges = range(args.max_merge + 1)
+    header = f"| inputs | method | n | {' | '.join(f'L1@{k} | IoU@{k}' for k in merges)} | PSNR dB | s/img |"
     print(header)
     print("|---" * (header.count("|") - 1) + "|")
     for input_name, every in inputs.items():
@@ -233,9 +272,9 @@ def main() -> None:
             samples = every
             if is_model and 0 < args.model_samples < len(every):  # evenly spread over the set
                 samples = every[:: len(every) // args.model_samples][: args.model_samples]
-            result = score(method, samples)
+            result = score(method, samples, args.max_merge)
             s = result["scores"]
-            cells = [f"{s[k][m]:.3f}" for k in range(MAX_MERGE + 1) for m in ("rgb_l1", "soft_iou")]
+            cells = [f"{s[k][m]:.3f}" for k in merges for m in ("rgb_l1", "soft_iou")]
             print(
                 f"| {input_name} | {method_name} | {len(samples)} | {' | '.join(cells)} | "
                 f"{result['psnr']:.1f} | {result['s_per_image']:.3f} |",
