@@ -180,11 +180,6 @@ def test_the_vocabulary_is_a_leaf(graph):
     assert set(graph["layered.limits"]) <= {"layered.errors"}
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="known, issue 24 still open: layered.app.examples draws the editor's examples with psd_pipeline.synth "
-    "at run time (they are to become shipped files)",
-)
 def test_layered_reaches_the_other_packages_only_through_the_cli_dispatch():
     modules = project_modules()
     others = {name for name in modules if name.split(".")[0] in PACKAGES[1:]} | set(PACKAGES[1:])

@@ -1,6 +1,7 @@
-"""Example inputs for the editor, made by the project's own synthetic design generator (`psd_pipeline.synth`).
+"""Example inputs for the editor: files shipped in `layered/assets/examples` (flat PNG designs, then one PSD).
 
-Written once into a temporary folder: flat PNG designs to decompose and one PSD to edit layer by layer.
+They are made by `python -m psd_pipeline.editor_examples`; at run time they are only copied, into a temporary
+folder from which the web framework may serve them.
 """
 
 from __future__ import annotations
@@ -8,28 +9,25 @@ from __future__ import annotations
 import tempfile
 from pathlib import Path
 
-from layered.fileio import save_png
+from layered.fileio import atomic_path
 
-EXAMPLE_SEED = 7
-EXAMPLE_SIZE = 512
+EXAMPLES_DIR = Path(__file__).resolve().parents[1] / "assets" / "examples"
 
 
-def example_files(count: int = 3, size: int = EXAMPLE_SIZE, folder: str | Path | None = None) -> list[str]:
-    """Paths of `count` example designs (the last one a PSD), or [] when the generator is not installed."""
-    try:
-        from psd_pipeline.synth import design_to_psd, make_design
-    except ImportError:
-        return []
+def shipped_examples() -> list[Path]:
+    """The shipped example files: the PNGs, then the PSDs, each group by name."""
+    return sorted(EXAMPLES_DIR.glob("*.png")) + sorted(EXAMPLES_DIR.glob("*.psd"))
+
+
+def example_files(folder: str | Path | None = None) -> list[str]:
+    """Paths of the examples copied into `folder` (default: a temporary folder), the last one a PSD."""
     folder = Path(folder) if folder is not None else Path(tempfile.gettempdir()) / "layered-examples"
     paths = []
-    for k in range(count):
-        is_psd = k == count - 1
-        path = folder / f"design-{k}-{size}.{'psd' if is_psd else 'png'}"
-        if not path.is_file():
-            stack = make_design(EXAMPLE_SEED, k, size, style="flat")
-            if is_psd:
-                design_to_psd(stack, path)
-            else:
-                save_png(stack.composite(), path)
-        paths.append(str(path))
+    for source in shipped_examples():
+        target = folder / source.name
+        data = source.read_bytes()
+        if not target.is_file() or target.read_bytes() != data:
+            with atomic_path(target) as tmp:
+                tmp.write_bytes(data)
+        paths.append(str(target))
     return paths
