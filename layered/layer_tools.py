@@ -1,6 +1,7 @@
-"""Stack-level helpers shared by every decomposer: automatic layer count (pruning) and recursive splicing.
+"""Stack-level helpers shared by every decomposer and the dataset tools: automatic layer count (pruning),
+recursive splicing, and the layer-order convention (which layers overlap, and in what order they go).
 
-Light (numpy only), so the classic method and the model pipeline use the same rules.
+Light (numpy only), so the classic method, the model pipeline, synthesis and curation use the same rules.
 """
 
 from __future__ import annotations
@@ -96,3 +97,46 @@ def _clip(layer: Layer, alpha: np.ndarray) -> Layer:
     canvas[..., 3] = (canvas[..., 3].astype(np.uint32) * alpha + 127) // 255
     clipped = Layer.from_canvas(canvas, layer.name, opacity=layer.opacity, visible=layer.visible)
     return clipped
+
+
+def occlusion_order(stack: LayerStack, tiers: list[int] | None = None) -> list[int]:
+    """Bottom-first indices: overlapping layers keep their order; the rest go by tier (lower first), then
+    the larger (more alpha) lower, then top-left first. The layer-order convention of the synthetic designs."""
+    n = len(stack)
+    tiers = tiers if tiers is not None else [0] * n
+    masks = [layer.pixels[..., 3] > 0 for layer in stack]
+    above = [[j for j in range(i + 1, n) if _masks_meet(stack[i], masks[i], stack[j], masks[j])] for i in range(n)]
+    waiting = [0] * n
+    for i in range(n):
+        for j in above[i]:
+            waiting[j] += 1
+    key = [
+        (tiers[i], -float(layer.pixels[..., 3].sum()) * layer.opacity, layer.y, layer.x)
+        for i, layer in enumerate(stack)
+    ]
+    ready = [i for i in range(n) if waiting[i] == 0]
+    order = []
+    while ready:
+        ready.sort(key=lambda i: key[i])
+        i = ready.pop(0)
+        order.append(i)
+        for j in above[i]:
+            waiting[j] -= 1
+            if waiting[j] == 0:
+                ready.append(j)
+    return order
+
+
+def layers_overlap(a: Layer, b: Layer) -> bool:
+    """Whether two layers have a pixel where both have alpha > 0."""
+    return _masks_meet(a, a.pixels[..., 3] > 0, b, b.pixels[..., 3] > 0)
+
+
+def _masks_meet(a: Layer, mask_a: np.ndarray, b: Layer, mask_b: np.ndarray) -> bool:
+    left, top = max(a.x, b.x), max(a.y, b.y)
+    right, bottom = min(a.x + a.width, b.x + b.width), min(a.y + a.height, b.y + b.height)
+    if right <= left or bottom <= top:
+        return False
+    pa = mask_a[top - a.y : bottom - a.y, left - a.x : right - a.x]
+    pb = mask_b[top - b.y : bottom - b.y, left - b.x : right - b.x]
+    return bool((pa & pb).any())

@@ -40,6 +40,7 @@ import numpy as np
 from PIL import Image
 from scipy import ndimage
 
+from layered.blocks import block_reduce
 from layered.errors import InputError
 from layered.fileio import to_rgba_array
 from layered.pixels import alpha_bbox
@@ -277,16 +278,6 @@ def _composite(planes: list[_Plane], height: int, width: int) -> np.ndarray:
     return acc
 
 
-def _block_reduce(values: np.ndarray, block: int, how=np.mean) -> np.ndarray:
-    """Mean (or max) over block x block tiles of the last two axes (edge-padded to a multiple of `block`)."""
-    h, w = values.shape[-2:]
-    ph, pw = -h % block, -w % block
-    if ph or pw:
-        values = np.pad(values, [(0, 0)] * (values.ndim - 2) + [(0, ph), (0, pw)], mode="edge")
-    shape = values.shape[:-2] + ((h + ph) // block, block, (w + pw) // block, block)
-    return how(values.reshape(shape), axis=(-3, -1))
-
-
 def _resize_map(values: np.ndarray, size: tuple[int, int], box: tuple, resample=Image.Resampling.BILINEAR):
     """Resize a float map (block grid -> pixels) over `box` of its own coordinates."""
     return np.asarray(Image.fromarray(np.ascontiguousarray(values, np.float32), "F").resize(size, resample, box=box))
@@ -296,12 +287,12 @@ def _snap_edges(planes: list[_Plane], image: np.ndarray, block: int) -> None:
     """Re-estimate alpha near each predicted edge from the image (module docstring, step 2), in place."""
     height, width = image.shape[1:]
     residual = np.abs(_composite(planes, height, width) - image).max(axis=0) * 255.0
-    gate = np.clip((_block_reduce(residual, block, np.max) - _GATE_LOW) / _GATE_SPAN, 0.0, 1.0)
+    gate = np.clip((block_reduce(residual, block, "max", pad="edge") - _GATE_LOW) / _GATE_SPAN, 0.0, 1.0)
     if not gate.any():
         return
     gate = ndimage.maximum_filter(gate, size=5)
     channels = image[:3] if bool(image[3].min() >= 1.0) else image  # opaque images: alpha carries nothing
-    image_blocks = _block_reduce(channels, block)
+    image_blocks = block_reduce(channels, block, "mean", axes=(-2, -1), pad="edge")
     through = np.ones((height, width), np.float32)  # top-down: each layer sees the snapped layers above it
     for plane in reversed(planes):
         _snap_plane(plane, through[plane.region], gate=gate, channels=channels, image_blocks=image_blocks, block=block)
@@ -311,8 +302,8 @@ def _snap_edges(planes: list[_Plane], image: np.ndarray, block: int) -> None:
 def _snap_plane(plane: _Plane, shown, *, gate, channels, image_blocks, block: int) -> None:
     """Step 2 for one layer; `shown` is the transmittance of the layers above it, inside its region."""
     by0, bx0 = plane.y0 // block, plane.x0 // block
-    p = _block_reduce(plane.alpha, block)
-    vis = _block_reduce(shown, block)
+    p = block_reduce(plane.alpha, block, "mean", pad="edge")
+    vis = block_reduce(shown, block, "mean", pad="edge")
     rows, cols = slice(by0, by0 + p.shape[0]), slice(bx0, bx0 + p.shape[1])
     band = ndimage.maximum_filter(p, size=5) - ndimage.minimum_filter(p, size=5) > _LEVEL
     band &= (gate[rows, cols] > 0) & (vis > 0)

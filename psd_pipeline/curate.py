@@ -7,7 +7,7 @@ import dataclasses
 import numpy as np
 from PIL import Image
 
-from layered.classic import layers_overlap as overlaps  # whether two layers share a pixel with alpha > 0
+from layered.layer_tools import layers_overlap as overlaps  # whether two layers share a pixel with alpha > 0
 from layered.pixels import resize_rgba
 from layered.psd.errors import Rejected
 from layered.stack import Layer, LayerStack, composite

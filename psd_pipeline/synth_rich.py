@@ -16,7 +16,7 @@ import dataclasses
 
 import numpy as np
 
-from layered.classic import occlusion_order
+from layered.layer_tools import occlusion_order
 from layered.stack import Layer, LayerStack
 from psd_pipeline import synth_elements as el
 from psd_pipeline.synth_textures import photo_like

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-import time
 from collections import deque
 
 import numpy as np
 import pytest
 from PIL import Image, ImageDraw
+from scipy import ndimage
 
-from layered.classic import decompose_classic, label_components
+from layered.classic import _dilate, _fill, _hull_mask, decompose_classic, label_components
 from layered.errors import InputError
 
 SIZE = 256
@@ -188,7 +188,7 @@ def test_bad_image_is_an_input_error():
 
 
 def _flood_fill_count(values: np.ndarray) -> tuple[np.ndarray, int]:
-    """Reference 4-connected labelling by breadth-first search."""
+    """Reference 4-connected labelling by breadth-first search, ids in raster order of each component's first pixel."""
     h, w = values.shape
     out = np.full((h, w), -1)
     n = 0
@@ -210,25 +210,77 @@ def _flood_fill_count(values: np.ndarray) -> tuple[np.ndarray, int]:
 
 @pytest.mark.parametrize("seed", range(4))
 def test_label_components_matches_flood_fill(seed):
+    """The same components and the same ids: classic's tie-breaks (speck merging, group order) follow the ids."""
     rng = np.random.default_rng(seed)
-    values = rng.integers(0, 3, (23, 31))
-    values[5:15, 3:20] = 1  # a big blob with spirals of other values inside
-    values[7:13:2, 5:18] = 2
+    values = rng.integers(0, 3, (23, 31)) * 7 - 5  # any integers, negative ones too
+    values[5:15, 3:20] = 2  # a big blob with spirals of other values inside
+    values[7:13:2, 5:18] = 9
     labels, n = label_components(values)
     reference, m = _flood_fill_count(values)
     assert n == m
-    # same partition: a one-to-one map between label ids
-    pairs = set(zip(labels.ravel().tolist(), reference.ravel().tolist(), strict=True))
-    assert len(pairs) == n
+    np.testing.assert_array_equal(labels, reference)
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_dilation_is_ndimage_square_dilation(seed):
+    """classic keeps its own square dilation only for speed (bench_classic.py --helpers): the same pixels as
+    scipy.ndimage's, the outside of the image counting as empty."""
+    rng = np.random.default_rng(seed)
+    for shape, radius in (((37, 53), 1), ((40, 29), 4), ((6, 3), 5), ((64, 64), 9)):
+        mask = rng.random(shape) < 0.03
+        mask[0, -1] = True  # a pixel on the border
+        square = np.ones((2 * radius + 1, 2 * radius + 1), bool)
+        np.testing.assert_array_equal(_dilate(mask, radius), ndimage.binary_dilation(mask, square))
+
+
+def test_fill_is_push_pull_by_hand():
+    """classic's own fill (ndimage has no push-pull; its nearest-pixel fill is another operation and gives other
+    layers): each hidden pixel takes the mean of the known pixels in the smallest enclosing 2^k block that has any."""
+    values = np.zeros((4, 4, 3), np.float32)
+    known = np.zeros((4, 4), bool)
+    values[0, 0], values[0, 3] = (1.0, 0.0, 0.0), (0.0, 0.0, 1.0)
+    known[0, 0] = known[0, 3] = True
+    filled = _fill(values, known)
+    red, blue, purple = (1.0, 0.0, 0.0), (0.0, 0.0, 1.0), (0.5, 0.0, 0.5)
+    expected = np.array([[red, red, blue, blue], [red, red, blue, blue], [purple] * 4, [purple] * 4], np.float32)
+    np.testing.assert_allclose(filled, expected, atol=1e-6)
+    nearest = ndimage.distance_transform_edt(~known, return_distances=False, return_indices=True)
+    assert not np.allclose(values[nearest[0], nearest[1]], expected)  # ndimage's nearest fill: red at (3, 0)
+    uniform = np.zeros((7, 9, 3), np.float32)
+    some = np.zeros((7, 9), bool)
+    some[1, 2] = some[5, 8] = True
+    uniform[some] = 0.25
+    np.testing.assert_allclose(_fill(uniform, some, first=2), 0.25, atol=1e-6)  # block steps keep one colour
+
+
+def _depth(point, polygon) -> float:
+    """How far `point` lies inside the convex `polygon` (negative: outside), by the distance to each edge line."""
+    x, y = point
+    corners = np.asarray(polygon, float)
+    ax, ay = corners.T
+    bx, by = np.roll(corners, -1, axis=0).T
+    orientation = np.sign(((ax * by) - (bx * ay)).sum())  # +1 or -1: the polygon's winding
+    return float((orientation * ((bx - ax) * (y - ay) - (by - ay) * (x - ax)) / np.hypot(bx - ax, by - ay)).min())
+
+
+def test_hull_mask_fills_the_convex_hull_of_the_pixels():
+    """Two separate squares: the mask is the hexagon around both (pixel (x, y) is the square around (x, y)),
+    exact wherever a pixel centre is more than one pixel from the hexagon's edge."""
+    ys, xs = np.mgrid[0:10, 0:10]
+    ys, xs = np.concatenate([ys.ravel(), ys.ravel() + 30]), np.concatenate([xs.ravel(), xs.ravel() + 30])
+    mask, (top, left) = _hull_mask(ys, xs)
+    assert (top, left) == (0, 0) and mask.shape == (40, 40)
+    hexagon = [(-0.5, -0.5), (9.5, -0.5), (39.5, 29.5), (39.5, 39.5), (29.5, 39.5), (-0.5, 9.5)]
+    depth = np.array([[_depth((x, y), hexagon) for x in range(40)] for y in range(40)])
+    assert mask[depth >= 1.0].all() and not mask[depth <= -1.0].any()
+    assert mask[ys, xs].all() and mask[20, 20] and not mask[39, 0] and not mask[0, 39]
 
 
 @pytest.mark.parametrize("name", ["qwen-test-1.png", "qwen-test-7.png"])
-def test_real_illustrations_decompose_quickly_and_recompose(shared_dir, name):
+def test_real_illustrations_decompose_and_recompose(shared_dir, name):
+    """Correctness only; the time these take is benchmarks/bench_classic.py's (vs a posterisation baseline)."""
     image = np.asarray(Image.open(shared_dir / "images" / name).convert("RGB"))
-    start = time.perf_counter()
     stack = decompose_classic(image)
-    seconds = time.perf_counter() - start
-    assert seconds < 10.0  # measured 1.8-3.6 s on 2 shared cores; generous for a loaded CI machine
     assert 2 <= len(stack) <= 12
     assert not any(layer.is_empty for layer in stack)
     assert (stack.render_layer(0)[..., 3] == 255).all()
@@ -281,22 +333,6 @@ def test_splitting_a_colour_keeps_words_whole():
     assert len(stack) == 3
     best = [max(soft_iou(a, w[..., 3] / 255.0) for a in alphas[1:]) for w in words]
     assert min(best) > 0.9, best
-
-
-def test_occlusion_order_keeps_overlaps_and_puts_larger_lower():
-    from layered.classic import occlusion_order
-    from layered.stack import LayerStack
-
-    def square(x, y, side, alpha=255):
-        canvas = np.zeros((SIZE, SIZE, 4), np.uint8)
-        canvas[y : y + side, x : x + side] = (10, 20, 30, alpha)
-        return canvas
-
-    background = np.full((SIZE, SIZE, 4), 255, np.uint8)
-    small, big, on_small = square(10, 10, 40), square(120, 120, 100), square(30, 30, 40, 128)
-    stack = LayerStack.from_images([background, small, big, on_small], ["bg", "small", "big", "on small"])
-    assert occlusion_order(stack) == [0, 2, 1, 3]  # big below small (free); on-small stays above small
-    assert occlusion_order(stack, [0, 0, 1, 0]) == [0, 1, 3, 2]  # a higher tier goes above whatever is free
 
 
 @pytest.mark.parametrize("index", [4, 9, 10])

@@ -1,12 +1,12 @@
-"""Automatic layer count (pruning) and recursive splicing on hand-built stacks."""
+"""Automatic layer count (pruning), recursive splicing and the layer-order helpers on hand-built stacks."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
-from helpers import over_reference
+from helpers import over_reference, random_layer
 
-from layered.layer_tools import prune_layers, splice_layers, split_layer
+from layered.layer_tools import layers_overlap, occlusion_order, prune_layers, splice_layers, split_layer
 from layered.stack import Layer, LayerStack
 
 
@@ -67,3 +67,55 @@ def test_splice_and_split_keep_other_layers():
     np.testing.assert_array_equal(
         LayerStack(12, 12, out.layers[1:-2]).composite(), LayerStack(12, 12, (stack[1],)).composite()
     )
+
+
+def test_occlusion_order_keeps_overlaps_and_puts_larger_lower():
+    size = 256
+
+    def square(x, y, side, alpha=255):
+        canvas = np.zeros((size, size, 4), np.uint8)
+        canvas[y : y + side, x : x + side] = (10, 20, 30, alpha)
+        return canvas
+
+    background = np.full((size, size, 4), 255, np.uint8)
+    small, big, on_small = square(10, 10, 40), square(120, 120, 100), square(30, 30, 40, 128)
+    stack = LayerStack.from_images([background, small, big, on_small], ["bg", "small", "big", "on small"])
+    assert occlusion_order(stack) == [0, 2, 1, 3]  # big below small (free); on-small stays above small
+    assert occlusion_order(stack, [0, 0, 1, 0]) == [0, 1, 3, 2]  # a higher tier goes above whatever is free
+
+
+def test_occlusion_order_never_changes_the_composite(rng):
+    """Only layers that share no pixel trade places, so the reordered stack looks the same (PIL reference)."""
+    for _ in range(20):
+        layers = tuple(random_layer(rng, (24, 16), f"L{i}") for i in range(5))
+        layers = tuple(layer.replace(pixels=_sparse(layer.pixels, rng)) for layer in layers)
+        stack = LayerStack(24, 16, layers)
+        order = occlusion_order(stack)
+        assert sorted(order) == list(range(5))
+        reordered = stack.replace(layers=tuple(stack[i] for i in order))
+        np.testing.assert_array_equal(over_reference(reordered), over_reference(stack))
+
+
+def _sparse(pixels, rng):
+    """Most pixels transparent, so that some layers overlap and some do not."""
+    out = pixels.copy()
+    out[..., 3] *= rng.random(pixels.shape[:2]) < 0.15
+    return out
+
+
+def test_layers_overlap_is_a_shared_pixel_with_alpha(rng):
+    """Against the two layers rendered on a canvas that holds them whole (alpha > 0, opacity aside)."""
+    a = _solid(4, 4, (0, 0, 0, 255), 2, 2)
+    assert layers_overlap(a, _solid(2, 2, (0, 0, 0, 1), 5, 5))  # one corner pixel
+    assert not layers_overlap(a, _solid(2, 2, (0, 0, 0, 255), 6, 2))  # touching edges share no pixel
+    assert not layers_overlap(a, _solid(4, 4, (0, 0, 0, 0), 2, 2))  # same box, nothing opaque
+    seen = set()
+    for _ in range(60):
+        pair = [random_layer(rng, (20, 12)) for _ in range(2)]  # partly off a 20 x 12 canvas
+        pair = [layer.replace(pixels=_sparse(layer.pixels, rng), opacity=1.0) for layer in pair]
+        shifted = tuple(layer.replace(x=layer.x + 30, y=layer.y + 20) for layer in pair)
+        big = LayerStack(80, 60, shifted)
+        shared = bool(((big.render_layer(0)[..., 3] > 0) & (big.render_layer(1)[..., 3] > 0)).any())
+        assert layers_overlap(*pair) == shared
+        seen.add(shared)
+    assert seen == {True, False}
