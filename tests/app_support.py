@@ -1,4 +1,5 @@
-"""Shared by the editor tests (tests/test_app_*.py): a known flat design, hostile uploads, a served editor."""
+"""Shared by the editor tests (tests/test_app_*.py): a known flat design, hostile uploads, a served editor and
+what the browser tests do with a page (open, upload, wait for the status, export)."""
 
 from __future__ import annotations
 
@@ -71,3 +72,69 @@ def serve(model: str = "demo", examples: list[str] | None = None):
     port = free_port()
     demo = launch(host="127.0.0.1", port=port, model=model, examples=examples, block=False)
     return demo, f"http://127.0.0.1:{port}/"
+
+
+TIMEOUT_MS = 30_000
+ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts"
+
+
+def open_editor(browser, url):
+    context = browser.new_context(viewport={"width": 1400, "height": 1100}, accept_downloads=True)
+    page = context.new_page()
+    page.set_default_timeout(TIMEOUT_MS)
+    page.goto(url)
+    page.wait_for_selector("#upload")
+    return context, page
+
+
+def wait_status(page, text: str) -> str:
+    page.wait_for_function(
+        "text => (document.querySelector('#status')?.innerText || '').includes(text)", arg=text, timeout=TIMEOUT_MS
+    )
+    return page.inner_text("#status")
+
+
+def upload(page, path: Path) -> None:
+    field = page.locator("#upload input[type=file]")
+    if field.count() == 0:  # a file is shown: clear it first (the document is kept)
+        page.locator("#upload button[aria-label='Clear']").click()
+        field.wait_for(state="attached")
+    field.set_input_files(str(path))
+
+
+def shot(page, name: str) -> Path:
+    ARTIFACTS.mkdir(exist_ok=True)
+    path = ARTIFACTS / name
+    page.screenshot(path=str(path), full_page=True)
+    return path
+
+
+def export_psd(page, folder: Path):
+    """Export the document as PSD through the page and open the download with psd-tools."""
+    from psd_tools import PSDImage
+
+    page.locator("#export-kind label", has_text="psd").click()
+    page.click("#export")
+    wait_status(page, "Exported")
+    link = page.locator("#export-file a").first
+    with page.expect_download() as info:
+        link.click()
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / "exported.psd"
+    info.value.save_as(str(path))
+    return PSDImage.open(path)
+
+
+def panel_rows(page) -> int:
+    """How many rows the canvas's layer panel shows."""
+    return page.locator("#layer-panel .le-row").count()
+
+
+def select_row(page, index: int) -> None:
+    """Click layer `index`'s row in the layer panel and wait for the side panel's dropdown to show it."""
+    page.locator(f"#layer-panel .le-row[data-layer-index='{index}'] .le-meta").click()
+    page.wait_for_function(
+        "prefix => (document.querySelector('#layer input')?.value || '').startsWith(prefix)",
+        arg=f"{index}:",
+        timeout=TIMEOUT_MS,
+    )

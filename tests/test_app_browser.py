@@ -1,6 +1,6 @@
 """The editor in a real browser: Debian's chromium driven by Playwright, the app served on a free local port.
 
-Upload, decompose (classic), hide / move / recolour three layers by clicking their thumbnails, export a PSD
+Upload, decompose (classic), hide / move / recolour three layers picked in the layer panel, export a PSD
 and check its layers with psd-tools; a broken upload shows an error and keeps the layers; two browser
 contexts at once keep their own layers. Screenshots go to test-artifacts/. Skipped only when
 LAYERED_SKIP_BROWSER=1; a missing chromium or playwright fails the test.
@@ -11,44 +11,27 @@ from __future__ import annotations
 
 import colorsys
 import os
-import shutil
 from pathlib import Path
 
 import numpy as np
 import pytest
-from app_support import SHAPES, bad_uploads, serve, write_design
+from app_support import (
+    SHAPES,
+    bad_uploads,
+    export_psd,
+    open_editor,
+    panel_rows,
+    select_row,
+    serve,
+    shot,
+    upload,
+    wait_status,
+    write_design,
+)
 from PIL import Image
 from psd_tools import PSDImage
 
 ROOT = Path(__file__).resolve().parents[1]
-ARTIFACTS = ROOT / "test-artifacts"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--no-first-run",
-    "--disable-quic",
-    "--disable-sync",
-]
-TIMEOUT_MS = 30_000
-
-
-@pytest.fixture(scope="module")
-def browser():
-    if os.environ.get("LAYERED_SKIP_BROWSER") == "1":
-        pytest.skip("LAYERED_SKIP_BROWSER=1")
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        pytest.fail("playwright is not installed: pip install playwright (never `playwright install`)")
-    executable = shutil.which("chromium") or shutil.which("chromium-browser")
-    if executable is None:
-        pytest.fail("chromium is not installed: apt-get install -y chromium")
-    with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=executable, headless=True, args=CHROMIUM_ARGS)
-        yield browser
-        browser.close()
 
 
 @pytest.fixture(scope="module")
@@ -56,63 +39,6 @@ def url():
     demo, address = serve()
     yield address
     demo.close()
-
-
-def open_editor(browser, url):
-    context = browser.new_context(viewport={"width": 1400, "height": 1100}, accept_downloads=True)
-    page = context.new_page()
-    page.set_default_timeout(TIMEOUT_MS)
-    page.goto(url)
-    page.wait_for_selector("#upload")
-    return context, page
-
-
-def wait_status(page, text: str) -> str:
-    page.wait_for_function(
-        "text => (document.querySelector('#status')?.innerText || '').includes(text)", arg=text, timeout=TIMEOUT_MS
-    )
-    return page.inner_text("#status")
-
-
-def upload(page, path: Path) -> None:
-    field = page.locator("#upload input[type=file]")
-    if field.count() == 0:  # a file is shown: clear it first (the document is kept)
-        page.locator("#upload button[aria-label='Clear']").click()
-        field.wait_for(state="attached")
-    field.set_input_files(str(path))
-
-
-def thumbnails(page) -> int:
-    return page.locator("#gallery button.thumbnail-item").count()
-
-
-def select(page, index: int, count: int) -> None:
-    """Click the thumbnail of layer `index` (the panel is top-first) and wait for its controls."""
-    page.locator(f"#gallery button[aria-label='Thumbnail {count - index} of {count}']").click()
-    page.wait_for_function(
-        "prefix => (document.querySelector('#layer input')?.value || '').startsWith(prefix)",
-        arg=f"{index}:",
-        timeout=TIMEOUT_MS,
-    )
-
-
-def shot(page, name: str) -> Path:
-    ARTIFACTS.mkdir(exist_ok=True)
-    path = ARTIFACTS / name
-    page.screenshot(path=str(path), full_page=True)
-    return path
-
-
-def export_psd(page, folder: Path) -> PSDImage:
-    page.locator("#export-kind label", has_text="psd").click()
-    page.click("#export")
-    wait_status(page, "Exported")
-    link = page.locator("#export-file a").first
-    with page.expect_download() as info:
-        link.click()
-    path = folder / "exported.psd"
-    info.value.save_as(str(path))
-    return PSDImage.open(path)
 
 
 def median_colour(psd_layer) -> tuple:
@@ -127,18 +53,18 @@ def test_round_trip_in_the_browser(browser, url, tmp_path):
     page.locator("#method label", has_text="classic").click()  # the round trip below knows classic's layers
     page.click("#decompose")
     wait_status(page, "Decomposed into 4 layers")
-    assert thumbnails(page) == 4
+    assert panel_rows(page) == 4
     shot(page, "editor-decomposed.png")
 
-    select(page, 1, 4)  # red: hide it
+    select_row(page, 1)  # red: hide it
     page.locator("#visible input[type=checkbox]").uncheck()
     wait_status(page, "Layer 1 hidden.")
-    select(page, 3, 4)  # green: move it
+    select_row(page, 3)  # green: move it
     page.fill("#x input", "10")
     page.fill("#y input", "12")
     page.click("#move")
-    wait_status(page, "Moved layer 3.")
-    select(page, 2, 4)  # blue: turn its hue half way round
+    wait_status(page, "Moved layer 3 to (10, 12).")
+    select_row(page, 2)  # blue: turn its hue half way round
     hue = page.locator("#hue input[type=number]")
     hue.fill("180")
     hue.press("Tab")
@@ -160,7 +86,7 @@ def test_round_trip_in_the_browser(browser, url, tmp_path):
     upload(page, broken)
     message = wait_status(page, "Error")
     assert "broken.psd" in message
-    assert thumbnails(page) == 4  # the layers are kept
+    assert panel_rows(page) == 4  # the layers are kept
     shot(page, "editor-error.png")
     page.click("#undo")
     wait_status(page, "Undone.")
@@ -177,7 +103,7 @@ def test_psb_upload_opens_its_layers(browser, url, shared_dir):
     upload(page, path)
     wait_status(page, "Opened 2layers.psb")
     leaves = [layer for layer in PSDImage.open(path).descendants() if not layer.is_group()]
-    assert thumbnails(page) == len(leaves) == 2
+    assert panel_rows(page) == len(leaves) == 2
     context.close()
 
 
@@ -194,7 +120,7 @@ def test_two_browser_sessions_do_not_share_layers(browser, url, tmp_path):
     page_a.locator("#method label", has_text="classic").click()
     page_a.click("#decompose")
     wait_status(page_a, "Decomposed into 4 layers")
-    assert thumbnails(page_a) == 4 and thumbnails(page_b) == 1
+    assert panel_rows(page_a) == 4 and panel_rows(page_b) == 1
     page_b.locator("#visible input[type=checkbox]").uncheck()
     wait_status(page_b, "Layer 0 hidden.")
     assert "Decomposed into 4 layers" in page_a.inner_text("#status")
@@ -216,7 +142,7 @@ def test_example_opens_on_click(browser, tmp_path):
         context, page = open_editor(browser, address)
         page.get_by_text(Path(examples[-1]).name).first.click()  # the PSD example: opened as its layers
         status = wait_status(page, "Opened")
-        assert Path(examples[-1]).name in status and thumbnails(page) == len(list(PSDImage.open(examples[-1])))
+        assert Path(examples[-1]).name in status and panel_rows(page) == len(list(PSDImage.open(examples[-1])))
         context.close()
     finally:
         demo.close()
@@ -232,7 +158,7 @@ def test_docs_screenshot(browser, url, tmp_path):
     wait_status(page, "Opened")
     page.click("#decompose")
     count = int(wait_status(page, "Decomposed into").split("into ")[1].split()[0])
-    select(page, count - 1, count)
+    select_row(page, count - 1)
     page.screenshot(path=str(tmp_path / "editor.png"), clip={"x": 0, "y": 0, "width": 1400, "height": 1000})
     image = Image.open(tmp_path / "editor.png").convert("RGB").resize((1120, 800), Image.Resampling.LANCZOS)
     (ROOT / "docs").mkdir(exist_ok=True)

@@ -26,9 +26,9 @@ from layered.app.ui import View  # noqa: E402
 
 # A client gets a handler's View without its session (a gr.State stays on the server): positions by field name.
 API_FIELDS = tuple(field for field in View._fields if field != "session")
-PREVIEW, GALLERY, LAYER, VISIBLE, OPACITY, NAME, X, Y, INFO, STATUS, COMPARE = (
+CANVAS, PREVIEW, LAYER, VISIBLE, OPACITY, NAME, X, Y, INFO, STATUS, COMPARE = (
     API_FIELDS.index(field)
-    for field in ("preview", "gallery", "layer", "visible", "opacity", "name", "x", "y", "info", "status", "compare")
+    for field in ("canvas", "preview", "layer", "visible", "opacity", "name", "x", "y", "info", "status", "compare")
 )
 CLASSIC = ("classic", "demo", "auto", 50, 0, 4.0, 0, "")
 
@@ -102,7 +102,7 @@ def test_open_decompose_preview(client, tmp_path):
         "element 3",
     ]
     assert out[LAYER]["value"] == 3 and [c[1] for c in out[LAYER]["choices"]] == [3, 2, 1, 0]  # top-first panel
-    assert len(out[GALLERY]) == 4
+    assert len(out[CANVAS]["layers"]) == 4 and len(out[INFO]["layers"]) == 4
     preview = np.asarray(Image.open(out[PREVIEW]).convert("RGB"), dtype=float)  # JPEG: compare loosely
     assert preview.shape == (SIZE[1], SIZE[0], 3) and np.abs(preview - design()[..., :3]).mean() < 2.0
     psd = exported_psd(client)

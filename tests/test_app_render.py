@@ -1,6 +1,10 @@
-"""Editor previews and thumbnails against independent references (a float "over" formula, PIL paste + resize)."""
+"""Editor previews against independent references (a float "over" formula, PIL paste + resize, the stack's own
+full-size composite)."""
 
 from __future__ import annotations
+
+import base64
+import io
 
 import numpy as np
 from helpers import random_stack
@@ -55,33 +59,42 @@ def test_preview_downscale_has_no_dark_fringe():
     assert edge[3] in (127, 128) and edge[0] >= 250 and edge[1] == edge[2] == 0
 
 
-def test_thumbnail_matches_pil_paste_and_resize():
-    """Thumbnail = the canvas with only that layer (opacity applied), box-resized, over the checkerboard."""
-    layer = Layer(np.full((40, 60, 4), (10, 200, 30, 255), np.uint8), x=100, y=20, opacity=0.5)
-    thumb = render.thumbnail(layer, 400, 200, side=100)
-    assert thumb.shape == (50, 100, 3)
-    canvas = Image.new("RGBA", (400, 200))
-    faded = np.array(layer.pixels)
-    faded[..., 3] = 128
-    canvas.paste(Image.fromarray(faded), (100, 20))
-    expected = over_board(np.asarray(canvas.resize((100, 50), Image.Resampling.BOX)).astype(np.float64), 4)
-    assert np.abs(thumb.astype(float) - expected).max() <= 2.0
+def test_layer_previews_are_box_resized_and_cached_per_pixels(rng):
+    pixels = rng.integers(0, 256, (40, 60, 4), dtype=np.uint8)
+    cache = render.LayerPreviews()
+    key, small = cache.get(pixels, 0.5)
+    expected = np.asarray(Image.fromarray(pixels, "RGBA").resize((30, 20), Image.Resampling.BOX))
+    assert np.array_equal(small, expected)
+    assert cache.get(pixels, 0.5)[0] == key  # the same pixels: the same id, not re-made
+    assert cache.get(pixels.copy(), 0.5)[0] != key and cache.get(pixels, 0.25)[0] != key
+    url = cache.data_url(key, small)
+    decoded = Image.open(io.BytesIO(base64.b64decode(url.split(",", 1)[1])))
+    assert url.startswith("data:image/png;base64,") and np.array_equal(np.asarray(decoded), small)
 
 
-def test_thumbnail_cache_reuses_unchanged_layers(rng):
-    stack = random_stack(rng, canvas=(64, 48), count=3)
-    cache = render.ThumbnailCache(side=32)
-    first = [cache.get(stack, i) for i in range(3)]
-    moved = stack.replace(layers=(stack.layers[0].replace(x=stack.layers[0].x + 5), *stack.layers[1:]))
-    again = [cache.get(moved, i) for i in range(3)]
-    assert again[1] is first[1] and again[2] is first[2]
-    assert again[0] is not first[0]
-    assert np.array_equal(again[0], render.thumbnail(moved.layers[0], 64, 48, 32))
+def test_composite_of_previews_is_the_composite_when_nothing_is_scaled(rng):
+    stack = random_stack(rng, canvas=(64, 48), count=4)
+    layers = list(stack.layers)
+    layers[1] = layers[1].replace(opacity=0.5)
+    layers[2] = layers[2].replace(visible=False)
+    layers[3] = layers[3].replace(x=-7, y=30)  # partly off the canvas
+    stack = stack.replace(layers=tuple(layers))
+    out = render.composite_of_previews(stack, render.LayerPreviews(), 1.0)
+    assert np.abs(out.astype(float) - over_board(stack.composite().astype(float), render.CHECKER_CELL)).max() <= 2.0
 
 
-def test_empty_layer_thumbnail_is_plain_checkerboard():
-    empty = Layer(np.zeros((0, 0, 4), np.uint8))
-    thumb = render.thumbnail(empty, 32, 32, side=16)
-    assert np.array_equal(thumb[..., 0], reference_checkerboard(16, 16, 4))
-    stack = LayerStack(32, 32, (empty,))
-    assert np.array_equal(render.ThumbnailCache(16).get(stack, 0), thumb)
+def test_composite_of_previews_of_a_big_document_matches_the_downscaled_composite():
+    """Flat shapes (what designs hold): per-layer downscaling then "over" differs only along edges."""
+    layers = []
+    for colour, alpha, (x, y, w, h) in [
+        ((240, 240, 230), 255, (0, 0, 2048, 1536)),
+        ((200, 30, 30), 180, (301, 207, 900, 611)),
+        ((20, 90, 220), 90, (777, 555, 1001, 803)),
+    ]:
+        layers.append(Layer(np.full((h, w, 4), (*colour, alpha), np.uint8), x, y))
+    stack = LayerStack(2048, 1536, tuple(layers))
+    factor = render.preview_factor(stack.width, stack.height)
+    assert factor == 0.5
+    out = render.composite_of_previews(stack, render.LayerPreviews(), factor)
+    assert out.shape == (768, 1024, 3)
+    assert np.abs(out.astype(float) - render.preview(stack.composite()).astype(float)).mean() < 1.0

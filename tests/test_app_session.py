@@ -66,7 +66,7 @@ def test_sessions_do_not_share_state(rng):
     a, b = EditorSession(), EditorSession()
     stack = random_stack(rng, count=2)
     a.start(stack, stack.composite(), "a")
-    assert b.stack is None and b.history == [] and a.thumbnails is not b.thumbnails
+    assert b.stack is None and b.history == [] and a.previews is not b.previews
     with pytest.raises(InputError, match="open an image"):
         b.require_stack()
 

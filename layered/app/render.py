@@ -1,21 +1,24 @@
-"""What the editor shows: the composite over a checkerboard (preview) and one small thumbnail per layer.
+"""What the editor shows: each layer scaled down for the browser's canvas (which also draws the layer panel's
+thumbnails from them) and the flattened composite over a checkerboard (preview).
 
-numpy + Pillow only. Previews are opaque RGB (transparency shown as a grey checkerboard), scaled down so
-the long side is at most `max_side`; thumbnails are cached per layer value, so an edit re-renders only
-the layers it changed.
+numpy + Pillow only. The canvas gets one downscaled RGBA image per layer (the long side of the document at
+most `PREVIEW_SIDE`), cached per layer pixels, so a move re-sends nothing and an edit re-encodes only the
+layers it changed; the full-resolution layers stay on the server. Previews are opaque RGB (transparency
+shown as a grey checkerboard).
 """
 
 from __future__ import annotations
 
+import base64
 import functools
+import io
 
 import numpy as np
 from PIL import Image
 
-from layered.stack import Layer, LayerStack
+from layered.stack import LayerStack
 
 PREVIEW_SIDE = 1024
-THUMB_SIDE = 96
 CHECKER_CELL = 8
 CHECKER_LIGHT, CHECKER_DARK = 255, 204
 
@@ -59,36 +62,65 @@ def preview(rgba: np.ndarray, max_side: int = PREVIEW_SIDE) -> np.ndarray:
     return on_checkerboard(shrink(rgba, fit(width, height, max_side)))
 
 
-class ThumbnailCache:
-    """Thumbnails of layers keyed by layer value (pixels object, placement, opacity); bounded, oldest dropped."""
+class LayerPreviews:
+    """Downscaled copies of layers for the canvas, keyed by pixels object and scale; bounded, oldest dropped.
 
-    def __init__(self, side: int = THUMB_SIDE, capacity: int = 256) -> None:
-        self.side = side
+    Each copy has a short id (unique within the cache) that the browser keys its images by, and its PNG as a
+    data URL, encoded once."""
+
+    def __init__(self, capacity: int = 512) -> None:
         self.capacity = capacity
-        self._items: dict[tuple, tuple[np.ndarray, np.ndarray]] = {}
+        self._items: dict[tuple[int, float], tuple[np.ndarray, str, np.ndarray]] = {}
+        self._urls: dict[str, str] = {}
+        self._count = 0
 
-    def get(self, stack: LayerStack, index: int) -> np.ndarray:
-        """The thumbnail of layer `index`: the layer alone, in place on the scaled canvas, over a checkerboard."""
-        layer = stack.layers[index]
-        key = (id(layer.pixels), layer.x, layer.y, layer.opacity, stack.width, stack.height)
-        hit = self._items.get(key)
-        if hit is not None and hit[0] is layer.pixels:  # the pixels ref guards against id reuse
-            return hit[1]
-        thumb = thumbnail(layer, stack.width, stack.height, self.side)
+    def get(self, pixels: np.ndarray, factor: float) -> tuple[str, np.ndarray]:
+        """(id, small RGBA) of `pixels` scaled by `factor` (box filter; at least 1 x 1)."""
+        hit = self._items.get((id(pixels), factor))
+        if hit is not None and hit[0] is pixels:  # the pixels ref guards against id reuse
+            return hit[1], hit[2]
+        height, width = pixels.shape[:2]
+        small = shrink(pixels, (max(1, round(width * factor)), max(1, round(height * factor))))
+        self._count += 1
+        key = f"p{self._count}"
         if len(self._items) >= self.capacity:
-            self._items.pop(next(iter(self._items)))
-        self._items[key] = (layer.pixels, thumb)
-        return thumb
+            _, old_key, _ = self._items.pop(next(iter(self._items)))
+            self._urls.pop(old_key, None)
+        self._items[(id(pixels), factor)] = (pixels, key, small)
+        return key, small
+
+    def data_url(self, key: str, small: np.ndarray) -> str:
+        """The PNG data URL of a preview (fast compression: it crosses localhost, not the internet)."""
+        url = self._urls.get(key)
+        if url is None:
+            buffer = io.BytesIO()
+            Image.fromarray(np.ascontiguousarray(small), "RGBA").save(buffer, "PNG", compress_level=1)
+            url = "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
+            self._urls[key] = url
+        return url
 
 
-def thumbnail(layer: Layer, width: int, height: int, side: int = THUMB_SIDE) -> np.ndarray:
-    """Layer on its canvas scaled to fit `side` (opacity applied, visibility ignored), over a checkerboard."""
-    tw, th = fit(width, height, side)
-    factor = tw / width
-    canvas = np.zeros((th, tw, 4), np.uint8)
-    if not layer.is_empty:
-        size = max(1, round(layer.width * factor)), max(1, round(layer.height * factor))
-        pixels = shrink(layer.pixels, size)
-        small = Layer(pixels, round(layer.x * factor), round(layer.y * factor), opacity=layer.opacity)
-        canvas = LayerStack(tw, th, (small,)).composite()
-    return on_checkerboard(canvas, cell=max(2, CHECKER_CELL // 2))
+def preview_factor(width: int, height: int, max_side: int = PREVIEW_SIDE) -> float:
+    """The scale of the canvas previews of a `width` x `height` document (1.0 when it fits)."""
+    return fit(width, height, max_side)[0] / width
+
+
+def composite_of_previews(stack: LayerStack, previews: LayerPreviews, factor: float) -> np.ndarray:
+    """The stack's composite at `factor`, made from the cached layer previews (visible layers, opacity applied),
+    over the checkerboard: the preview of a big document without compositing it at full resolution."""
+    width, height = max(1, round(stack.width * factor)), max(1, round(stack.height * factor))
+    canvas = Image.new("RGBA", (width, height))
+    for layer in stack.layers:
+        if not layer.visible or layer.is_empty or layer.opacity <= 0:
+            continue
+        _, small = previews.get(layer.pixels, factor)
+        if layer.opacity < 1:
+            small = small.copy()
+            small[..., 3] = np.round(small[..., 3] * layer.opacity).astype(np.uint8)
+        x, y = round(layer.x * factor), round(layer.y * factor)
+        left, top = max(0, -x), max(0, -y)  # Pillow's destination must be inside the canvas
+        right, bottom = min(small.shape[1], width - x), min(small.shape[0], height - y)
+        if right > left and bottom > top:
+            part = Image.fromarray(np.ascontiguousarray(small[top:bottom, left:right]), "RGBA")
+            canvas.alpha_composite(part, dest=(x + left, y + top))
+    return on_checkerboard(np.asarray(canvas))

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from layered.app.render import ThumbnailCache
+from layered.app.render import LayerPreviews
 from layered.errors import InputError
 from layered.fileio import open_image, safe_filename, save_png, to_rgba_array
 from layered.formats import EXPORT_KINDS, is_stack_file, read_stack, write_stack
@@ -36,10 +36,11 @@ class EditorSession:
         self.position = -1
         self.original: np.ndarray | None = None  # the opened image (or the PSD's composite): "before"
         self.name = "image"
-        self.selected = 0  # bottom-first index of the layer the panel shows
+        self.selected: int | None = 0  # bottom-first index of the selected layer; None: nothing selected
         self.lock = threading.RLock()
         self.cancel = threading.Event()  # set by the Cancel button, polled by a running decomposition
-        self.thumbnails = ThumbnailCache()
+        self.previews = LayerPreviews()  # the canvas's downscaled layers
+        self.sent: set[str] = set()  # ids of the previews this session's browser already holds
         self._export_dir: Path | None = None
 
     # ---- history
@@ -60,6 +61,7 @@ class EditorSession:
             self.original = original
             self.name = safe_filename(name, default="image")
             self.selected = len(stack) - 1
+            self.sent.clear()
 
     def push(self, stack: LayerStack, selected: int | None = None) -> LayerStack:
         """Make `stack` current (dropping any redo steps), keep at most `max_history` steps, select a layer."""
@@ -70,6 +72,10 @@ class EditorSession:
             self.position = len(self.history) - 1
             self.select(self.selected if selected is None else selected)
             return stack
+
+    def deselect(self) -> None:
+        with self.lock:
+            self.selected = None
 
     def edit(self, index: int, fn: Callable[[LayerStack, int], LayerStack], select: int | None = None) -> LayerStack:
         """Apply `fn(stack, index)` to the current stack, push the result and select `select` (default: index)."""
@@ -117,8 +123,11 @@ class EditorSession:
             raise InputError(f"layer {value} does not exist (the stack has {len(stack)} layers)")
         return value
 
-    def select(self, index: int) -> int:
-        """Select layer `index`, clamped into the current stack."""
+    def select(self, index: int | None) -> int | None:
+        """Select layer `index`, clamped into the current stack; None clears the selection."""
+        if index is None:
+            self.selected = None
+            return None
         stack = self.stack
         count = len(stack) if stack is not None else 0
         self.selected = min(max(int(index), 0), max(count - 1, 0))

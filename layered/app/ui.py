@@ -1,10 +1,12 @@
-"""The Gradio Blocks of the web layer editor: open, decompose, edit one layer at a time, preview live, export.
+"""The Gradio Blocks of the web layer editor: open, decompose, edit on the canvas or in the side panel, export.
 
-Every event handler takes the session's `EditorSession` (a `gr.State`, so browser sessions never share
-layers), does one thing, and returns the whole view: preview, layer panel (top-first, as in Photoshop;
-stored bottom-first), the selected layer's controls, the layer data as JSON and a status line. Bad input
-never raises out of a handler: it shows a warning toast and the status line, and the layers stay as they
-were. Every event has an `api_name`, so `gradio_client` can drive the editor.
+The canvas and its layer panel (`layered/app/canvas.py`) are the centre; the side panel keeps every form
+control. Every event handler takes the session's `EditorSession` (a `gr.State`, so browser sessions never
+share layers), does one thing, and returns the whole view: the canvas, the flattened preview, the selected
+layer's controls, the layer data as JSON and a status line that says what the edit did. Bad input never
+raises out of a handler: it shows a warning toast and the status line, and the layers stay as they were.
+Every form event has an `api_name`, so `gradio_client` can drive the editor; the canvas's gestures arrive as
+one `layer_edit` event whose data names the edit.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import gradio as gr
 import numpy as np
 
 from layered import edits
+from layered.app import canvas as canvas_view
 from layered.app import decompose as dec
 from layered.app import render
 from layered.app.session import EXPORT_CHOICES, EditorSession, load_layer_image
@@ -44,8 +47,8 @@ class View(NamedTuple):
     (`view_outputs`), so each value goes to the component of the same field, whatever the order."""
 
     session: Any  # the gr.State: the EditorSession
-    preview: Any
-    gallery: Any
+    canvas: Any  # the canvas and layer panel (`canvas.canvas_value`)
+    preview: Any  # the flattened composite over a checkerboard
     layer: Any  # the selected-layer dropdown (a gr.update with its choices)
     visible: Any
     opacity: Any
@@ -62,6 +65,7 @@ def _session(session: EditorSession | None) -> EditorSession:
 
 
 def layer_label(stack, index: int) -> str:
+    """The selected-layer dropdown's text for layer `index`."""
     layer = stack.layers[index]
     flags = "" if layer.visible else " (hidden)"
     return f"{index}: {layer.name or 'layer'}{flags}"
@@ -82,6 +86,7 @@ def layer_data(session: EditorSession) -> dict:
             "height": layer.height,
             "opacity": round(layer.opacity, 4),
             "visible": layer.visible,
+            "kind": layer.kind,
         }
         for i, layer in enumerate(stack.layers)
     ]
@@ -106,26 +111,30 @@ def view(session: EditorSession, status: str = "", before: bool = False) -> View
         empty = gr.update(choices=[], value=None)
         return View(
             session=session,
+            canvas=canvas_view.canvas_value(session),
             preview=None,
-            gallery=[],
             layer=empty,
             **NO_LAYER,
             info=layer_data(session),
             status=status,
             compare=AFTER,
         )
-    image = session.original if before and session.original is not None else stack.composite()
-    order = list(reversed(range(len(stack))))  # the panel lists layers top-first
-    thumbs = [(session.thumbnails.get(stack, i), layer_label(stack, i)) for i in order]
+    before = before and session.original is not None
+    factor = render.preview_factor(stack.width, stack.height)
+    if before:
+        image = render.preview(session.original)
+    else:  # from the canvas's cached downscaled layers: a big document is never flattened at full size here
+        image = render.composite_of_previews(stack, session.previews, factor)
+    order = list(reversed(range(len(stack))))  # the dropdown lists layers top-first
     choices = [(layer_label(stack, i), i) for i in order]
     controls = NO_LAYER
-    if stack.layers:
+    if stack.layers and session.selected is not None:
         layer = stack.layers[session.selected]
         controls = {"visible": layer.visible, "opacity": layer.opacity, "name": layer.name, "x": layer.x, "y": layer.y}
     return View(
         session=session,
-        preview=render.preview(image),
-        gallery=thumbs,
+        canvas=canvas_view.canvas_value(session, before=before),
+        preview=image,
         layer=gr.update(choices=choices, value=session.selected if stack.layers else None),
         **controls,
         info=layer_data(session),
@@ -271,24 +280,24 @@ def select_layer(session, index):
     return respond(session, act)
 
 
-def pick_thumbnail(session, evt: gr.SelectData):
-    """A click on a thumbnail selects its layer (the panel is top-first)."""
+def deselect(session):
+    """Clear the selection (Escape, or a click on empty canvas)."""
 
     def act(s: EditorSession) -> str:
-        stack = s.require_stack()
-        s.select(len(stack) - 1 - int(evt.index))
+        s.deselect()
         return ""
 
     return respond(session, act)
 
 
-def _edit(session, index, fn, done: str, select=None):
-    """Apply `fn(stack, i)` to layer `index`; `select(i)` picks the layer selected afterwards (default: i)."""
+def _edit(session, index, fn, done, select=None):
+    """Apply `fn(stack, i)` to layer `index`; `select(i)` picks the layer selected afterwards (default: i).
+    `done` is the status: a format string of `i`, or `done(session, i)` called after the edit."""
 
     def act(s: EditorSession) -> str:
         i = s.check_index(index)
         s.edit(i, fn, select=select(i) if select else None)
-        return done.format(i=i)
+        return done(s, i) if callable(done) else done.format(i=i)
 
     return respond(session, act)
 
@@ -299,19 +308,54 @@ def set_visible(session, index, visible):
 
 
 def set_opacity(session, index, opacity):
-    return _edit(session, index, lambda st, i: edits.set_opacity(st, i, _number(opacity, "opacity")), "Opacity set.")
+    value = _number(opacity, "opacity")
+    return _edit(session, index, lambda st, i: edits.set_opacity(st, i, value), f"Layer {{i}} opacity {value:.0%}.")
 
 
 def move(session, index, x, y):
-    return _edit(session, index, lambda st, i: edits.move_to(st, i, _whole(x, "x"), _whole(y, "y")), "Moved layer {i}.")
+    x, y = _whole(x, "x"), _whole(y, "y")
+    return _edit(session, index, lambda st, i: edits.move_to(st, i, x, y), f"Moved layer {{i}} to ({x}, {y}).")
+
+
+def move_by(session, index, dx, dy):
+    """Shift a layer by (dx, dy) image pixels (a drag or a nudge on the canvas)."""
+    dx, dy = _whole(dx, "dx"), _whole(dy, "dy")
+    return _edit(session, index, lambda st, i: edits.move(st, i, dx, dy), f"Moved layer {{i}} by ({dx}, {dy}).")
 
 
 def scale(session, index, factor):
-    return _edit(session, index, lambda st, i: edits.scale(st, i, _number(factor, "scale")), "Scaled layer {i}.")
+    factor = _number(factor, "scale")
+    return _edit(session, index, lambda st, i: edits.scale(st, i, factor), f"Scaled layer {{i}} by {factor:g}.")
+
+
+def scale_about(session, index, sx, sy, ax, ay):  # noqa: PLR0913, PLR0917 (one value per handle coordinate)
+    """Resize a layer by (sx, sy) keeping canvas point (ax, ay) fixed (a corner handle on the canvas)."""
+    sx, sy = _number(sx, "sx"), _number(sy, "sy")
+    anchor = (_number(ax, "anchor x"), _number(ay, "anchor y"))
+
+    def done(s: EditorSession, i: int) -> str:
+        return f"Scaled layer {i} to {s.stack.layers[i].width} x {s.stack.layers[i].height}."
+
+    return _edit(session, index, lambda st, i: edits.scale(st, i, sx, sy, anchor=anchor), done)
 
 
 def rotate(session, index, degrees):
-    return _edit(session, index, lambda st, i: edits.rotate(st, i, _number(degrees, "angle")), "Rotated layer {i}.")
+    degrees = _number(degrees, "angle")
+    return _edit(session, index, lambda st, i: edits.rotate(st, i, degrees), f"Rotated layer {{i}} by {degrees:g}°.")
+
+
+def reorder(session, index, position):
+    """Move a layer so that it ends at `position` (bottom-first), as a drop in the layer panel does."""
+
+    def act(s: EditorSession) -> str:
+        i = s.check_index(index)
+        j = s.check_index(position)
+        if i == j:
+            return ""
+        s.edit(i, lambda st, k: edits.reorder(st, k, j), select=j)
+        return f"Moved layer {i} to position {j} (0 = bottom)."
+
+    return respond(session, act)
 
 
 def recolor(session, index, hue, saturation, brightness):
@@ -334,7 +378,7 @@ def rename(session, index, name):
             raise LayeredError("a layer name cannot be empty")
         return edits.rename(st, i, text)
 
-    return _edit(session, index, fn, "Renamed layer {i}.")
+    return _edit(session, index, fn, lambda s, i: f"Renamed layer {i} to {s.stack.layers[i].name!r}.")
 
 
 def raise_layer(session, index):
@@ -394,7 +438,44 @@ def redo(session):
 def compare(session, which):
     """Before/after toggle: show the original image or the edited composite."""
     session = _session(session)
-    return view(session, "", before=which == BEFORE)
+    return view(session, "Showing the original." if which == BEFORE else "", before=which == BEFORE)
+
+
+# ---- the canvas's gestures -----------------------------------------------------------------------------
+
+
+# The canvas's `layer_edit` ops: op -> (handler, the keys of the event's data passed as its arguments).
+CANVAS_OPS = {
+    "select": (select_layer, ("index",)),
+    "deselect": (deselect, ()),
+    "move": (move_by, ("index", "dx", "dy")),
+    "scale": (scale_about, ("index", "sx", "sy", "ax", "ay")),
+    "rotate": (rotate, ("index", "degrees")),
+    "reorder": (reorder, ("index", "position")),
+    "visible": (set_visible, ("index", "visible")),
+    "opacity": (set_opacity, ("index", "opacity")),
+    "rename": (rename, ("index", "name")),
+    "delete": (delete, ("index",)),
+    "duplicate": (duplicate, ("index",)),
+    "undo": (undo, ()),
+    "redo": (redo, ()),
+    "compare": (lambda session, before: compare(session, BEFORE if before else AFTER), ("before",)),
+}
+
+
+def canvas_edit(session, evt: gr.EventData):
+    """One finished gesture on the canvas or in its layer panel: `{"op": ..., ...}` (`canvas.js`)."""
+    data = getattr(evt, "_data", None)
+    data = data if isinstance(data, dict) else {}
+    op = CANVAS_OPS.get(data.get("op"))
+    if op is None:
+        return respond(session, lambda _s: _refuse(f"unknown canvas edit {data.get('op')!r}"))
+    handler, keys = op
+    return handler(session, *(data.get(key) for key in keys))
+
+
+def _refuse(message: str) -> str:
+    raise LayeredError(message)
 
 
 def export(session, kind):
@@ -441,7 +522,7 @@ def build_app(model: str = "demo", concurrency: int = 1, examples: list[str] | N
             "at a time, export a PSD for Photoshop, GIMP or Krita."
         )
         with gr.Row():
-            with gr.Column(scale=3, min_width=260):
+            with gr.Column(scale=3, min_width=280):
                 upload = gr.File(label="Open image, PSD or ORA", file_types=list(UPLOAD_SUFFIXES), elem_id="upload")
                 if examples:
                     gr.Examples(examples=[[e] for e in examples], inputs=[upload], label="Examples")
@@ -459,69 +540,63 @@ def build_app(model: str = "demo", concurrency: int = 1, examples: list[str] | N
                     with gr.Row():
                         decompose_btn = gr.Button("Decompose", variant="primary", elem_id="decompose")
                         cancel_btn = gr.Button("Cancel", variant="stop", elem_id="cancel")
-            with gr.Column(scale=6, min_width=360):
-                preview = gr.Image(
-                    label="Preview", type="numpy", format="jpeg", interactive=False, elem_id="preview", height=560
-                )
-                with gr.Row():
-                    compare_radio = gr.Radio([AFTER, BEFORE], value=AFTER, label="Show", elem_id="compare")
-                    undo_btn = gr.Button("Undo", size="sm", elem_id="undo")
-                    redo_btn = gr.Button("Redo", size="sm", elem_id="redo")
-                status = gr.Markdown("Open an image to start.", elem_id="status")
                 with gr.Accordion("Export", open=True):
                     with gr.Row():
                         kind = gr.Radio(export_kinds(), value="psd", label="Format", elem_id="export-kind")
                         export_btn = gr.Button("Export", variant="primary", elem_id="export")
                     export_file = gr.File(label="Download", interactive=False, elem_id="export-file")
+                with gr.Accordion("Selected layer", open=True):
+                    layer = gr.Dropdown([], label="Selected layer", elem_id="layer")
+                    with gr.Row():
+                        visible = gr.Checkbox(True, label="Visible", elem_id="visible")
+                        opacity = gr.Slider(0.0, 1.0, value=1.0, step=0.01, label="Opacity", elem_id="opacity")
+                    with gr.Row():
+                        name = gr.Textbox(label="Name", elem_id="name", scale=3)
+                        rename_btn = gr.Button("Rename", size="sm", elem_id="rename", scale=1)
+                    with gr.Row():
+                        x = gr.Number(0, precision=0, label="X", elem_id="x")
+                        y = gr.Number(0, precision=0, label="Y", elem_id="y")
+                        move_btn = gr.Button("Move", size="sm", elem_id="move")
+                    with gr.Row():
+                        factor = gr.Number(1.0, label="Scale", elem_id="scale-factor")
+                        scale_btn = gr.Button("Scale", size="sm", elem_id="scale")
+                        degrees = gr.Number(0.0, label="Rotate (degrees)", elem_id="degrees")
+                        rotate_btn = gr.Button("Rotate", size="sm", elem_id="rotate")
+                    with gr.Accordion("Recolour", open=True):
+                        hue = gr.Slider(-180, 180, value=0, step=1, label="Hue (degrees)", elem_id="hue")
+                        saturation = gr.Slider(0.0, 3.0, value=1.0, step=0.05, label="Saturation", elem_id="saturation")
+                        brightness = gr.Slider(0.0, 3.0, value=1.0, step=0.05, label="Brightness", elem_id="brightness")
+                        recolor_btn = gr.Button("Recolour", elem_id="recolor")
+                    with gr.Row():
+                        raise_btn = gr.Button("Up", size="sm", elem_id="raise")
+                        lower_btn = gr.Button("Down", size="sm", elem_id="lower")
+                        duplicate_btn = gr.Button("Duplicate", size="sm", elem_id="duplicate")
+                        delete_btn = gr.Button("Delete", variant="stop", size="sm", elem_id="delete")
+                        merge_btn = gr.Button("Merge down", size="sm", elem_id="merge-down")
+                    with gr.Row():
+                        replacement = gr.File(
+                            label="Replace with image", file_types=list(IMAGE_SUFFIXES), elem_id="replacement"
+                        )
+                        replace_btn = gr.Button("Replace", size="sm", elem_id="replace")
+            with gr.Column(scale=9, min_width=480):
+                canvas = canvas_view.make_canvas()
+                with gr.Row():
+                    split_btn = gr.Button("Split this layer again", size="sm", elem_id="split")
+                    undo_btn = gr.Button("Undo", size="sm", elem_id="undo")
+                    redo_btn = gr.Button("Redo", size="sm", elem_id="redo")
+                    compare_radio = gr.Radio([AFTER, BEFORE], value=AFTER, label="Show", elem_id="compare")
+                status = gr.Markdown("Open an image to start.", elem_id="status")
+                with gr.Accordion("Flattened preview", open=False):
+                    preview = gr.Image(
+                        label="Preview", type="numpy", format="jpeg", interactive=False, elem_id="preview", height=480
+                    )
                 with gr.Accordion("Layer data", open=False):
                     info = gr.JSON(label="Layers (bottom-first)", elem_id="info")
-            with gr.Column(scale=4, min_width=300):
-                gallery = gr.Gallery(
-                    label="Layers (top first)",
-                    columns=3,
-                    height=320,
-                    allow_preview=False,
-                    format="png",
-                    elem_id="gallery",
-                )
-                layer = gr.Dropdown([], label="Selected layer", elem_id="layer")
-                with gr.Row():
-                    visible = gr.Checkbox(True, label="Visible", elem_id="visible")
-                    opacity = gr.Slider(0.0, 1.0, value=1.0, step=0.01, label="Opacity", elem_id="opacity")
-                with gr.Row():
-                    name = gr.Textbox(label="Name", elem_id="name", scale=3)
-                    rename_btn = gr.Button("Rename", size="sm", elem_id="rename", scale=1)
-                with gr.Row():
-                    x = gr.Number(0, precision=0, label="X", elem_id="x")
-                    y = gr.Number(0, precision=0, label="Y", elem_id="y")
-                    move_btn = gr.Button("Move", size="sm", elem_id="move")
-                with gr.Row():
-                    factor = gr.Number(1.0, label="Scale", elem_id="scale-factor")
-                    scale_btn = gr.Button("Scale", size="sm", elem_id="scale")
-                    degrees = gr.Number(0.0, label="Rotate (degrees)", elem_id="degrees")
-                    rotate_btn = gr.Button("Rotate", size="sm", elem_id="rotate")
-                with gr.Accordion("Recolour", open=True):
-                    hue = gr.Slider(-180, 180, value=0, step=1, label="Hue (degrees)", elem_id="hue")
-                    saturation = gr.Slider(0.0, 3.0, value=1.0, step=0.05, label="Saturation", elem_id="saturation")
-                    brightness = gr.Slider(0.0, 3.0, value=1.0, step=0.05, label="Brightness", elem_id="brightness")
-                    recolor_btn = gr.Button("Recolour", elem_id="recolor")
-                with gr.Row():
-                    raise_btn = gr.Button("Up", size="sm", elem_id="raise")
-                    lower_btn = gr.Button("Down", size="sm", elem_id="lower")
-                    duplicate_btn = gr.Button("Duplicate", size="sm", elem_id="duplicate")
-                    delete_btn = gr.Button("Delete", variant="stop", size="sm", elem_id="delete")
-                    merge_btn = gr.Button("Merge down", size="sm", elem_id="merge-down")
-                with gr.Row():
-                    replacement = gr.File(
-                        label="Replace with image", file_types=list(IMAGE_SUFFIXES), elem_id="replacement"
-                    )
-                    replace_btn = gr.Button("Replace", size="sm", elem_id="replace")
-                split_btn = gr.Button("Decompose this layer further", elem_id="split")
 
         view_outputs = View(
             session=state,
+            canvas=canvas,
             preview=preview,
-            gallery=gallery,
             layer=layer,
             visible=visible,
             opacity=opacity,
@@ -552,7 +627,9 @@ def build_app(model: str = "demo", concurrency: int = 1, examples: list[str] | N
             api_name="cancel",
         )
         on(layer.input, select_layer, [layer], "select")
-        gallery.select(pick_thumbnail, inputs=[state], outputs=outputs, api_visibility="private")
+        getattr(canvas, canvas_view.EDIT_EVENT)(
+            canvas_edit, inputs=[state], outputs=outputs, api_visibility="private", trigger_mode="multiple"
+        )
         on(visible.input, set_visible, [layer, visible], "set_visible")
         on(opacity.release, set_opacity, [layer, opacity], "set_opacity")
         on(move_btn.click, move, [layer, x, y], "move")
