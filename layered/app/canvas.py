@@ -15,6 +15,7 @@ import gradio as gr
 
 from layered.app import render
 from layered.app.session import EditorSession
+from layered.stack import Layer
 
 EDIT_EVENT = "layer_edit"  # the custom event the canvas triggers (also named in canvas.js)
 _versions = itertools.count(1)
@@ -46,6 +47,21 @@ TEMPLATE = """
 """
 
 
+def layer_record(index: int, layer: Layer) -> dict:
+    """Layer `index` as plain data (as in layers.json, plus its index): what the canvas and the API show."""
+    return {
+        "index": index,
+        "name": layer.name,
+        "kind": layer.kind,
+        "x": layer.x,
+        "y": layer.y,
+        "width": layer.width,
+        "height": layer.height,
+        "opacity": round(layer.opacity, 4),
+        "visible": layer.visible,
+    }
+
+
 def canvas_value(session: EditorSession, before: bool = False) -> dict:
     """What the browser needs to draw the document: size, preview scale, layers (bottom-first), new images."""
     stack = session.stack
@@ -65,20 +81,8 @@ def canvas_value(session: EditorSession, before: bool = False) -> dict:
         return key
 
     for index, layer in enumerate(stack.layers):
-        value["layers"].append(
-            {
-                "index": index,
-                "name": layer.name,
-                "kind": layer.kind,
-                "x": layer.x,
-                "y": layer.y,
-                "width": layer.width,
-                "height": layer.height,
-                "opacity": round(layer.opacity, 4),
-                "visible": layer.visible,
-                "image": None if layer.is_empty else reference(layer.pixels),
-            }
-        )
+        image = None if layer.is_empty else reference(layer.pixels)
+        value["layers"].append({**layer_record(index, layer), "image": image})
     if session.original is not None:
         value["original"] = reference(session.original)
     return value

@@ -76,20 +76,7 @@ def layer_data(session: EditorSession) -> dict:
     stack = session.stack
     if stack is None:
         return {"width": 0, "height": 0, "layers": [], "selected": None, "can_undo": False, "can_redo": False}
-    layers = [
-        {
-            "index": i,
-            "name": layer.name,
-            "x": layer.x,
-            "y": layer.y,
-            "width": layer.width,
-            "height": layer.height,
-            "opacity": round(layer.opacity, 4),
-            "visible": layer.visible,
-            "kind": layer.kind,
-        }
-        for i, layer in enumerate(stack.layers)
-    ]
+    layers = [canvas_view.layer_record(i, layer) for i, layer in enumerate(stack.layers)]
     selected = session.selected if stack.layers else None
     return {
         "width": stack.width,
