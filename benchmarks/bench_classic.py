@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw
 
+from layered import classic
 from layered.classic import decompose_classic
 from layered.stack import Layer, LayerStack
 
@@ -132,17 +133,61 @@ def peak_mib(fn) -> float:
     return peak
 
 
+def ndimage_dilate(mask: np.ndarray, radius: int) -> np.ndarray:
+    """The scipy alternative to classic's `_dilate`: a square maximum filter, outside counting as empty."""
+    from scipy import ndimage
+
+    return ndimage.maximum_filter(mask, size=2 * radius + 1, mode="constant", cval=False)
+
+
+def same_layer(a: Layer, b: Layer) -> bool:
+    return np.array_equal(a.pixels, b.pixels) and (a.x, a.y, a.name) == (b.x, b.y, b.name)
+
+
+def helpers(repeat: int, images: list[tuple[str, np.ndarray]]) -> None:
+    """Classic's own dilation vs ndimage's: on masks the size of the shared images, and inside classic."""
+    rng = np.random.default_rng(0)
+    print(f"square dilation, best of {repeat}: ours (shifted ORs) vs baseline ndimage.maximum_filter")
+    print("{:34s} {:>8s} {:>8s} {:>6s}".format("mask", "ours ms", "base ms", "ratio"))
+    from scipy import ndimage
+
+    for side, radius, share in ((1328, 4, 0.01), (1328, 4, 0.3), (512, 2, 0.05)):
+        mask = ndimage.binary_dilation(rng.random((side, side)) < share / 25, iterations=2)
+        assert np.array_equal(classic._dilate(mask, radius), ndimage_dilate(mask, radius))
+        ours = best_time(lambda mask=mask, radius=radius: classic._dilate(mask, radius), repeat)
+        base = best_time(lambda mask=mask, radius=radius: ndimage_dilate(mask, radius), repeat)
+        name = f"{side} px, radius {radius}, {mask.mean():.0%} set"
+        print(f"{name:34s} {ours * 1e3:8.2f} {base * 1e3:8.2f} {ours / base:6.2f}")
+    print("classic end to end, layers='auto': with our dilation vs with ndimage's (same layers, checked)")
+    print("{:34s} {:>8s} {:>8s} {:>6s}".format("image", "ours s", "base s", "ratio"))
+    own = classic._dilate
+    for name, image in images:
+        ours = best_time(lambda image=image: decompose_classic(image), repeat)
+        reference = decompose_classic(image)
+        classic._dilate = ndimage_dilate
+        try:
+            base = best_time(lambda image=image: decompose_classic(image), repeat)
+            other = decompose_classic(image)
+        finally:
+            classic._dilate = own
+        same = len(other) == len(reference) and all(map(same_layer, other, reference))
+        print(f"{name:34s} {ours:8.3f} {base:8.3f} {ours / base:6.2f}{'' if same else '  (layers differ!)'}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--layerd", type=int, default=0, metavar="N", help="also score N random designs (LayerD)")
     parser.add_argument("--size", type=int, default=128, help="design size for --layerd")
+    parser.add_argument("--helpers", action="store_true", help="also time classic's own dilation vs ndimage's")
     args = parser.parse_args()
     if args.layerd:
         layerd(args.layerd, args.size)
     images = [("flat design 256 px", flat_design())]
     for path in sorted(SHARED_IMAGES.glob("*.png")):
         images.append((f"{path.name} {Image.open(path).size}", np.asarray(Image.open(path).convert("RGB"))))
+    if args.helpers:
+        helpers(args.repeat, images)
     print(f"best of {args.repeat}; layers='auto' for ours, the same count for the baseline")
     header = ("image", "layers", "ours s", "base s", "ratio", "peak MiB", "PSNR ours/base")
     print("{:34s} {:>6s} {:>8s} {:>8s} {:>6s} {:>9s} {:>15s}".format(*header))
