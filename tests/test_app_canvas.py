@@ -250,3 +250,49 @@ def test_before_after_and_split_again(page):
     status = wait_status(page, "Split layer 1 into")
     parts = int(status.split("into ")[1].split()[0])
     assert parts >= 2 and panel_rows(page) == 1 + parts  # the blue and the yellow half at least
+
+
+# ---- without a browser: what the server sends and how it takes the canvas's events
+
+
+class Event:
+    """What Gradio hands a custom event's handler: the data the page's `trigger` sent."""
+
+    def __init__(self, data):
+        self._data = data
+
+
+def opened_session():
+    from layered.app.session import EditorSession
+
+    session = EditorSession()
+    stack = document()
+    session.start(stack, stack.composite(), "two")
+    return session
+
+
+def test_canvas_value_sends_each_preview_once():
+    from layered.app.canvas import canvas_value
+    from layered.app.ui import canvas_edit
+
+    session = opened_session()
+    first = canvas_value(session)
+    ids = [item["image"] for item in first["layers"]]
+    assert set(first["images"]) == {*ids, first["original"]} and len(set(ids)) == 2
+    moved = canvas_edit(session, Event({"op": "move", "index": 1, "dx": 5, "dy": -3})).canvas
+    assert moved["images"] == {} and [item["image"] for item in moved["layers"]] == ids  # a move sends no pixels
+    assert (moved["layers"][1]["x"], moved["layers"][1]["y"]) == (TOP[0] + 5, TOP[1] - 3)
+    assert moved["version"] > first["version"]
+    turned = canvas_edit(session, Event({"op": "rotate", "index": 1, "degrees": 90})).canvas
+    assert list(turned["images"]) == [turned["layers"][1]["image"]] and turned["layers"][0]["image"] == ids[0]
+
+
+def test_canvas_edit_refuses_bad_events_and_keeps_the_layers():
+    from layered.app.ui import canvas_edit
+
+    session = opened_session()
+    before = session.stack
+    for data in ({"op": "explode"}, {"op": "move", "index": 7, "dx": 1, "dy": 0}, {"op": "move", "index": 1},
+                 {"op": "scale", "index": 1, "sx": 0, "sy": 1, "ax": 0, "ay": 0}, None):  # fmt: skip
+        out = canvas_edit(session, Event(data))
+        assert out.status.startswith("**Error:**") and session.stack is before

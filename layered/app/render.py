@@ -18,7 +18,8 @@ from PIL import Image
 
 from layered.stack import LayerStack
 
-PREVIEW_SIDE = 1024
+PREVIEW_SIDE = 1024  # the canvas's layers: the long side of the document at most this
+FLAT_SIDE = 512  # the flattened preview (a side panel): smaller, so that every edit can afford it
 CHECKER_CELL = 8
 CHECKER_LIGHT, CHECKER_DARK = 255, 204
 

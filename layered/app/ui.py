@@ -107,10 +107,10 @@ def view(session: EditorSession, status: str = "", before: bool = False) -> View
             compare=AFTER,
         )
     before = before and session.original is not None
-    factor = render.preview_factor(stack.width, stack.height)
     if before:
-        image = render.preview(session.original)
-    else:  # from the canvas's cached downscaled layers: a big document is never flattened at full size here
+        image = render.preview(session.original, render.FLAT_SIDE)
+    else:  # from cached downscaled layers: a big document is never flattened at full size here
+        factor = render.preview_factor(stack.width, stack.height, render.FLAT_SIDE)
         image = render.composite_of_previews(stack, session.previews, factor)
     order = list(reversed(range(len(stack))))  # the dropdown lists layers top-first
     choices = [(layer_label(stack, i), i) for i in order]
@@ -295,40 +295,52 @@ def set_visible(session, index, visible):
 
 
 def set_opacity(session, index, opacity):
-    value = _number(opacity, "opacity")
-    return _edit(session, index, lambda st, i: edits.set_opacity(st, i, value), f"Layer {{i}} opacity {value:.0%}.")
+    def done(s: EditorSession, i: int) -> str:
+        return f"Layer {i} opacity {s.stack.layers[i].opacity:.0%}."
+
+    return _edit(session, index, lambda st, i: edits.set_opacity(st, i, _number(opacity, "opacity")), done)
+
+
+def _moved(s: EditorSession, i: int) -> str:
+    return f"Moved layer {i} to ({s.stack.layers[i].x}, {s.stack.layers[i].y})."
+
+
+def _scaled(s: EditorSession, i: int) -> str:
+    return f"Scaled layer {i} to {s.stack.layers[i].width} x {s.stack.layers[i].height}."
 
 
 def move(session, index, x, y):
-    x, y = _whole(x, "x"), _whole(y, "y")
-    return _edit(session, index, lambda st, i: edits.move_to(st, i, x, y), f"Moved layer {{i}} to ({x}, {y}).")
+    return _edit(session, index, lambda st, i: edits.move_to(st, i, _whole(x, "x"), _whole(y, "y")), _moved)
 
 
 def move_by(session, index, dx, dy):
     """Shift a layer by (dx, dy) image pixels (a drag or a nudge on the canvas)."""
-    dx, dy = _whole(dx, "dx"), _whole(dy, "dy")
-    return _edit(session, index, lambda st, i: edits.move(st, i, dx, dy), f"Moved layer {{i}} by ({dx}, {dy}).")
+
+    def done(_s: EditorSession, i: int) -> str:
+        return f"Moved layer {i} by ({_whole(dx, 'dx')}, {_whole(dy, 'dy')})."
+
+    return _edit(session, index, lambda st, i: edits.move(st, i, _whole(dx, "dx"), _whole(dy, "dy")), done)
 
 
 def scale(session, index, factor):
-    factor = _number(factor, "scale")
-    return _edit(session, index, lambda st, i: edits.scale(st, i, factor), f"Scaled layer {{i}} by {factor:g}.")
+    return _edit(session, index, lambda st, i: edits.scale(st, i, _number(factor, "scale")), _scaled)
 
 
 def scale_about(session, index, sx, sy, ax, ay):  # noqa: PLR0913, PLR0917 (one value per handle coordinate)
     """Resize a layer by (sx, sy) keeping canvas point (ax, ay) fixed (a corner handle on the canvas)."""
-    sx, sy = _number(sx, "sx"), _number(sy, "sy")
-    anchor = (_number(ax, "anchor x"), _number(ay, "anchor y"))
 
-    def done(s: EditorSession, i: int) -> str:
-        return f"Scaled layer {i} to {s.stack.layers[i].width} x {s.stack.layers[i].height}."
+    def fn(st, i):
+        anchor = (_number(ax, "anchor x"), _number(ay, "anchor y"))
+        return edits.scale(st, i, _number(sx, "sx"), _number(sy, "sy"), anchor=anchor)
 
-    return _edit(session, index, lambda st, i: edits.scale(st, i, sx, sy, anchor=anchor), done)
+    return _edit(session, index, fn, _scaled)
 
 
 def rotate(session, index, degrees):
-    degrees = _number(degrees, "angle")
-    return _edit(session, index, lambda st, i: edits.rotate(st, i, degrees), f"Rotated layer {{i}} by {degrees:g}°.")
+    def done(_s: EditorSession, i: int) -> str:
+        return f"Rotated layer {i} by {_number(degrees, 'angle'):g}°."
+
+    return _edit(session, index, lambda st, i: edits.rotate(st, i, _number(degrees, "angle")), done)
 
 
 def reorder(session, index, position):

@@ -24,6 +24,8 @@ let rowGesture = null; // the press or drag in progress in the layer panel
 let renaming = null; // {index, input}: the name field open in the panel, kept across redraws
 let lastNameClick = null; // {index, time}: two clicks on a name make a double-click, whatever redraws between
 let redrawing = false;
+let layerPool = new Map(); // preview id -> the <img> elements drawn last time: reused, so nothing is decoded again
+let thumbPool = new Map();
 let frameRequested = false;
 let lastFrame = 0;
 
@@ -70,6 +72,19 @@ function whenDrawn() {
 
 // ---- drawing
 
+function pooled(pool, next, id) {
+  let img = pool.get(id)?.pop();
+  if (!img) {
+    img = document.createElement('img');
+    img.decoding = 'async';
+    img.draggable = false;
+    img.src = images.get(id).url;
+  }
+  if (!next.has(id)) next.set(id, []);
+  next.get(id).push(img);
+  return img;
+}
+
 function layer(index) {
   return doc && index != null ? doc.layers[index] : null;
 }
@@ -111,19 +126,20 @@ function draw() {
     place(img, 0, 0, doc.width, doc.height);
     drawn.push(img);
   } else {
+    const next = new Map();
     for (const item of doc.layers) {
-      const img = document.createElement('img');
+      const image = item.image && images.get(item.image);
+      const img = image ? pooled(layerPool, next, item.image) : document.createElement('img');
       img.className = 'le-layer';
       img.dataset.layerIndex = String(item.index);
       img.alt = item.name;
-      img.draggable = false;
-      const image = item.image && images.get(item.image);
-      if (image) img.src = image.url;
       img.style.opacity = String(item.opacity);
-      if (!item.visible || !image) img.style.display = 'none';
+      img.style.display = item.visible && image ? '' : 'none';
+      img.style.transform = '';
       place(img, item.x, item.y, item.width, item.height);
       drawn.push(img);
     }
+    layerPool = next;
     drawn.push(makeBox());
   }
   board.replaceChildren(...drawn);
@@ -169,6 +185,7 @@ function selectLocal(index) {
 function drawRows() {
   const factor = THUMB / Math.max(doc.width, doc.height);
   const made = [];
+  const next = new Map();
   for (const item of [...doc.layers].reverse()) {
     const row = document.createElement('div');
     row.className = 'le-row';
@@ -187,8 +204,7 @@ function drawRows() {
     thumb.style.height = `${doc.height * factor}px`;
     const image = item.image && images.get(item.image);
     if (image) {
-      const small = document.createElement('img');
-      small.src = image.url;
+      const small = pooled(thumbPool, next, item.image);
       small.alt = '';
       small.style.left = `${item.x * factor}px`;
       small.style.top = `${item.y * factor}px`;
@@ -223,6 +239,7 @@ function drawRows() {
     row.append(eye, thumb, meta, opacity);
     made.push(row);
   }
+  thumbPool = next;
   redrawing = true;
   rows.replaceChildren(...made);
   const name = renaming && rows.querySelector(`.le-row[data-layer-index="${renaming.index}"] [data-role=name]`);
@@ -411,19 +428,27 @@ stage.addEventListener('pointermove', (event) => {
     gesture.kind = 'drag';
     if (gesture.index !== selected) selectLocal(gesture.index);
   }
-  if (!frameRequested) {
-    frameRequested = true;
-    requestAnimationFrame(frame);
-  }
+  animate();
 });
+
+// While a drag or a handle is held, every animation frame draws where the pointer is.
+function animate() {
+  if (frameRequested) return;
+  frameRequested = true;
+  requestAnimationFrame(frame);
+}
 
 function frame(now) {
   frameRequested = false;
-  if (!gesture) return;
+  if (!gesture || gesture.kind === 'press') {
+    lastFrame = 0;
+    return;
+  }
   const started = performance.now();
   preview();
   if (lastFrame) probe.frames.push({interval: now - lastFrame, work: performance.now() - started});
   lastFrame = now;
+  animate();
 }
 
 // The gesture's result, drawn on the layer's element and the box: `change()` in image pixels.
