@@ -72,6 +72,16 @@ def test_layer_previews_are_box_resized_and_cached_per_pixels(rng):
     assert url.startswith("data:image/png;base64,") and np.array_equal(np.asarray(decoded), small)
 
 
+def test_data_urls_of_several_previews_decode_to_each_preview(rng):
+    cache = render.LayerPreviews()
+    items = [cache.get(rng.integers(0, 256, (8 + 5 * k, 20, 4), dtype=np.uint8), 1.0) for k in range(5)]
+    urls = cache.data_urls(items)
+    assert list(urls) == [key for key, _ in items]
+    for key, small in items:
+        decoded = Image.open(io.BytesIO(base64.b64decode(urls[key].split(",", 1)[1])))
+        assert np.array_equal(np.asarray(decoded), small)
+
+
 def test_composite_of_previews_is_the_composite_when_nothing_is_scaled(rng):
     stack = random_stack(rng, canvas=(64, 48), count=4)
     layers = list(stack.layers)

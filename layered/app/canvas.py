@@ -12,6 +12,7 @@ import itertools
 from importlib import resources
 
 import gradio as gr
+import numpy as np
 
 from layered.app import render
 from layered.app.session import EditorSession
@@ -71,13 +72,12 @@ def canvas_value(session: EditorSession, before: bool = False) -> dict:
         return value
     factor = render.preview_factor(stack.width, stack.height)
     value.update(width=stack.width, height=stack.height, factor=factor, selected=session.selected)
-    images = value["images"]
+    unsent: dict[str, np.ndarray] = {}
 
     def reference(pixels) -> str:
         key, small = session.previews.get(pixels, factor)
         if key not in session.sent:
-            images[key] = session.previews.data_url(key, small)
-            session.sent.add(key)
+            unsent[key] = small
         return key
 
     for index, layer in enumerate(stack.layers):
@@ -85,6 +85,8 @@ def canvas_value(session: EditorSession, before: bool = False) -> dict:
         value["layers"].append({**layer_record(index, layer), "image": image})
     if session.original is not None:
         value["original"] = reference(session.original)
+    value["images"] = session.previews.data_urls(list(unsent.items()))
+    session.sent.update(unsent)
     return value
 
 

@@ -12,6 +12,8 @@ from __future__ import annotations
 import base64
 import functools
 import io
+import os
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 from PIL import Image
@@ -99,6 +101,15 @@ class LayerPreviews:
             url = "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
             self._urls[key] = url
         return url
+
+    def data_urls(self, items: list[tuple[str, np.ndarray]]) -> dict[str, str]:
+        """{id: data URL} of several previews, encoded on every core (Pillow's encoder releases the GIL): a
+        document's first view encodes all its layers."""
+        if len(items) < 2:
+            return {key: self.data_url(key, small) for key, small in items}
+        with ThreadPoolExecutor(max_workers=min(len(items), os.cpu_count() or 1)) as pool:
+            urls = pool.map(lambda item: self.data_url(*item), items)
+            return dict(zip((key for key, _ in items), urls, strict=True))
 
 
 def preview_factor(width: int, height: int, max_side: int = PREVIEW_SIDE) -> float:
