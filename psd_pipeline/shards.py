@@ -6,6 +6,7 @@ import json
 import os
 from pathlib import Path
 
+from layered.errors import LayeredError
 from layered.fileio import atomic_path
 
 # What `datasets.Features({...}).arrow_schema` records; "Sequence" is read by datasets 3.x and later.
@@ -29,24 +30,41 @@ def schema():
 
 def write_shard(rows: list[dict], path: str | os.PathLike) -> Path:
     """Write rows ({id, composite: PNG bytes, layers: [PNG bytes], meta: JSON str}) as one Parquet file."""
-    import pyarrow as pa
     import pyarrow.parquet as pq
 
-    image = schema().field("composite").type
-    columns = [
-        _blobs([row["id"].encode("utf-8") for row in rows], pa.string()),
-        _images([row["composite"] for row in rows], image),
-        pa.ListArray.from_arrays(
-            _offsets([len(row["layers"]) for row in rows]), _images([b for row in rows for b in row["layers"]], image)
-        ),
-        _blobs([row["meta"].encode("utf-8") for row in rows], pa.string()),
-    ]
-    table = pa.Table.from_arrays(columns, schema=schema())
+    table = _table(rows)
     path = Path(path)
     with atomic_path(path) as tmp:
         # PNG bytes do not compress further; row groups of a few rows keep readers' memory small
         pq.write_table(table, tmp, compression="none", row_group_size=16)
     return path
+
+
+class _TooLarge(ValueError):
+    """A column of Arrow's 32-bit offsets would pass 2 GiB."""
+
+
+def _table(rows: list[dict]):
+    """The rows as one Arrow table; columns past 2 GiB are split into chunks, as `pa.array` would."""
+    import pyarrow as pa
+
+    image = schema().field("composite").type
+    try:
+        columns = [
+            _blobs([row["id"].encode("utf-8") for row in rows], pa.string()),
+            _images([row["composite"] for row in rows], image),
+            pa.ListArray.from_arrays(
+                _offsets([len(row["layers"]) for row in rows]),
+                _images([b for row in rows for b in row["layers"]], image),
+            ),
+            _blobs([row["meta"].encode("utf-8") for row in rows], pa.string()),
+        ]
+    except _TooLarge:
+        if len(rows) == 1:
+            raise LayeredError(f"{rows[0]['id']}: its images pass 2 GiB, more than one Parquet row holds") from None
+        half = len(rows) // 2
+        return pa.concat_tables([_table(rows[:half]), _table(rows[half:])])
+    return pa.Table.from_arrays(columns, schema=schema())
 
 
 # The columns are built from buffers: `pa.array` and `Table.from_pylist` import pandas (0.35 s) to probe their
@@ -61,7 +79,7 @@ def _offsets(lengths: list[int]):
     offsets = np.zeros(len(lengths) + 1, np.int64)
     np.cumsum(lengths, out=offsets[1:])
     if offsets[-1] >= 2**31:
-        raise ValueError("a shard's column passes 2 GiB; lower shard_bytes")
+        raise _TooLarge
     return pa.Array.from_buffers(pa.int32(), len(offsets), [None, pa.py_buffer(offsets.astype(np.int32))])
 
 

@@ -9,7 +9,8 @@ import pytest
 pa = pytest.importorskip("pyarrow")
 pq = pytest.importorskip("pyarrow.parquet")
 
-from psd_pipeline.shards import _offsets, schema, write_shard  # noqa: E402
+from layered.errors import LayeredError  # noqa: E402
+from psd_pipeline.shards import schema, write_shard  # noqa: E402
 
 ROWS = [
     {"id": "designs/ü née.psd", "composite": b"\x89PNG\r\n", "layers": [b"one", b"", b"three"], "meta": '{"a": "é"}'},
@@ -41,7 +42,22 @@ def test_shard_equals_pyarrows_conversion_of_the_rows(tmp_path):
     assert json.loads(ours.schema.metadata[b"huggingface"])["info"]["features"]["composite"] == {"_type": "Image"}
 
 
-def test_a_column_past_int32_offsets_is_refused():
-    assert _offsets([3, 0, 4]).to_pylist() == [0, 3, 3, 7]
-    with pytest.raises(ValueError, match="2 GiB"):
-        _offsets([2**30, 2**30])
+def test_rows_past_int32_offsets_are_split_into_chunks(tmp_path, monkeypatch):
+    import psd_pipeline.shards as shards
+
+    assert shards._offsets([3, 0, 4]).to_pylist() == [0, 3, 3, 7]
+    with pytest.raises(shards._TooLarge):
+        shards._offsets([2**30, 2**30])
+    original = shards._offsets
+
+    def small_limit(lengths):  # as if 2 GiB were 600 bytes: every row alone fits, no two rows together
+        if sum(lengths) > 600:
+            raise shards._TooLarge
+        return original(lengths)
+
+    monkeypatch.setattr(shards, "_offsets", small_limit)
+    rows = [{"id": f"r{k}", "composite": bytes([k]) * 400, "layers": [b"x" * 100], "meta": "{}"} for k in range(5)]
+    table = pq.read_table(write_shard(rows, tmp_path / "chunked.parquet"))
+    assert table.equals(_reference(rows))
+    with pytest.raises(LayeredError, match="r9: its images pass 2 GiB"):
+        write_shard([{"id": "r9", "composite": b"y" * 700, "layers": [], "meta": "{}"}], tmp_path / "big.parquet")
