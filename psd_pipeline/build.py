@@ -38,7 +38,7 @@ from layered.formats import PSD_SUFFIXES
 from layered.ownership import check_output_folder
 from psd_pipeline.report import make_report
 from psd_pipeline.sample import SampleOptions, process_file
-from psd_pipeline.shards import row_bytes, write_shard
+from psd_pipeline.shards import MAX_ROW_BYTES, row_bytes, write_shard
 
 STATE_DIR = ".build"
 BUILD_MARKER = f"{STATE_DIR}/config.json"  # written first: a folder holding it is a build of ours
@@ -142,7 +142,8 @@ def build(config: BuildConfig, log: Callable[[str], None] | None = None) -> dict
     bar = _progress(config, len(inputs), next_index)
     run_layers = 0
     try:
-        for index, result in run_ordered(tasks, config.workers, config.options, timeout=config.file_timeout):
+        for index, produced in run_ordered(tasks, config.workers, config.options, timeout=config.file_timeout):
+            result = _within_row_limit(produced)
             if result["row"] is not None:
                 run_layers += len(result["row"]["layers"])
                 if captioner is not None:
@@ -381,6 +382,15 @@ def _sha_or_none(path: str) -> str | None:
         return sha256_file(path)
     except OSError:
         return None
+
+
+def _within_row_limit(result: dict) -> dict:
+    """A sample too large for one Parquet row (MAX_ROW_BYTES) becomes a rejection, not a failed shard write."""
+    row = result["row"]
+    if row is None or row_bytes(row) < MAX_ROW_BYTES:
+        return result
+    detail = f"its PNGs take {row_bytes(row) / 2**30:.1f} GiB; one dataset row holds less than 2 GiB"
+    return {"record": {**result["record"], "outcome": "rejected", "reason": "too-large", "detail": detail}, "row": None}
 
 
 def _short(exc: BaseException, limit: int = 200) -> str:

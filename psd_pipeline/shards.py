@@ -40,6 +40,9 @@ def write_shard(rows: list[dict], path: str | os.PathLike) -> Path:
     return path
 
 
+MAX_ROW_BYTES = 2**31  # Arrow's 32-bit offsets: one column of one row holds less than this
+
+
 class _TooLarge(ValueError):
     """A column of Arrow's 32-bit offsets would pass 2 GiB."""
 
@@ -48,7 +51,8 @@ def _table(rows: list[dict]):
     """The rows as one Arrow table; columns past 2 GiB are split into chunks, as `pa.array` would."""
     import pyarrow as pa
 
-    image = schema().field("composite").type
+    target = schema()
+    image = target.field("composite").type
     try:
         columns = [
             _blobs([row["id"].encode("utf-8") for row in rows], pa.string()),
@@ -64,7 +68,7 @@ def _table(rows: list[dict]):
             raise LayeredError(f"{rows[0]['id']}: its images pass 2 GiB, more than one Parquet row holds") from None
         half = len(rows) // 2
         return pa.concat_tables([_table(rows[:half]), _table(rows[half:])])
-    return pa.Table.from_arrays(columns, schema=schema())
+    return pa.Table.from_arrays(columns, schema=target)
 
 
 # The columns are built from buffers: `pa.array` and `Table.from_pylist` import pandas (0.35 s) to probe their
@@ -78,7 +82,7 @@ def _offsets(lengths: list[int]):
 
     offsets = np.zeros(len(lengths) + 1, np.int64)
     np.cumsum(lengths, out=offsets[1:])
-    if offsets[-1] >= 2**31:
+    if offsets[-1] >= MAX_ROW_BYTES:
         raise _TooLarge
     return pa.Array.from_buffers(pa.int32(), len(offsets), [None, pa.py_buffer(offsets.astype(np.int32))])
 

@@ -192,6 +192,25 @@ def test_synthetic_build_gives_back_the_designs(synth_dir, tmp_path):
         np.testing.assert_array_equal(composite, truth.composite())
 
 
+def test_a_sample_too_large_for_one_row_is_a_rejection_not_a_failed_build(synth_dir, tmp_path, monkeypatch):
+    import psd_pipeline.build as builder
+
+    sizes = {}
+    for path in find_inputs(synth_dir):
+        result = process_file(str(synth_dir / path), path, SampleOptions())
+        if result["row"] is not None:
+            sizes[path] = builder.row_bytes(result["row"])
+    limit = sorted(sizes.values())[len(sizes) // 2]  # as if one row held less than the median sample
+    monkeypatch.setattr(builder, "MAX_ROW_BYTES", limit)
+    out = tmp_path / "ds"
+    report = build(BuildConfig(synth_dir, out, workers=2, progress=False), log=lambda _message: None)
+    manifest = _manifest(out)
+    too_large = {path for path, size in sizes.items() if size >= limit}
+    assert too_large and {p for p, r in manifest.items() if r["reason"] == "too-large"} == too_large
+    assert {m["source"] for _i, _c, _l, m in iter_samples(out)} == set(sizes) - too_large
+    assert report["by_reason"]["too-large"] == len(too_large)
+
+
 def test_output_does_not_depend_on_workers_and_partitions_cover_the_input(synth_dir, tmp_path):
     one = tmp_path / "one"
     build(BuildConfig(synth_dir, one, workers=1, progress=False, shard_rows=5), log=lambda _message: None)
