@@ -57,3 +57,48 @@ def test_touching_elements_are_marked_where_they_meet():
     (first, _) = peel_rounds([background, left, right], ["background", "shape", "shape"], np.random.default_rng(0), 1.0)
     touch = first["touch"] > 0
     assert touch[5:15, 19:21].all() and touch.sum() == 2 * 10
+
+
+def test_imperfect_rounds_leave_leftovers_but_keep_the_true_targets():
+    layers, kinds = _design()
+    perfect = peel_rounds(layers, kinds, np.random.default_rng(0), exact_next=0.0)
+    rounds = peel_rounds(layers, kinds, np.random.default_rng(0), exact_next=0.0, imperfect_next=1.0)
+    assert np.array_equal(rounds[0]["image"], perfect[0]["image"])
+    # every target is a true layer's alpha (a missed one comes again), never what was left behind
+    truths = [layers[j][..., 3] for j in (1, 2, 3)]
+    unions = [np.maximum.reduce([truths[j] for j in subset] + [0 * truths[0]]) for subset in _subsets(3)]
+    for r in rounds:
+        assert any(np.array_equal(r["alpha"], union) for union in unions)
+    assert rounds[-1]["alpha"].max() == 0 and len(rounds) >= len(perfect)
+    assert any(not np.array_equal(a["image"], b["image"]) for a, b in zip(rounds[1:], perfect[1:], strict=False))
+
+
+def test_imperfect_removal_fades_erodes_grows_or_misses():
+    from training.peel_data import imperfect
+
+    alpha = np.zeros((12, 12), np.float32)
+    alpha[3:9, 3:9] = 1.0
+    seen = set()
+    for seed in range(40):
+        out, missed = imperfect([alpha, alpha], np.random.default_rng(seed))
+        assert not all(missed)
+        for a, miss in zip(out, missed, strict=True):
+            if miss:
+                seen.add("missed")
+            elif np.array_equal(a, alpha):
+                seen.add("kept")  # the one left when all would be missed is removed as it is
+            elif a.sum() < alpha.sum() and a.max() < 1:
+                seen.add("faded")
+            elif a.sum() < alpha.sum():
+                seen.add("eroded")
+                assert (a[4:8, 4:8] == 1).all() and a[3, 3:9].max() == 0
+            else:
+                seen.add("grown")
+                assert a[2:10, 2:10].min() == 1
+    assert seen == {"missed", "faded", "eroded", "grown", "kept"}
+
+
+def _subsets(n):
+    from itertools import combinations
+
+    return [subset for k in range(n + 1) for subset in combinations(range(n), k)]

@@ -58,7 +58,7 @@ def batch_for_step(step: int, batch_size: int, options: SynthOptions, photos: li
     while len(samples) < batch_size:
         layers, kinds = design_layers(index, options, photos)
         rng = np.random.default_rng([options.seed, index, 11])
-        samples.extend(peel_rounds(layers, kinds, rng, options.exact_next))
+        samples.extend(peel_rounds(layers, kinds, rng, options.exact_next, options.imperfect_next))
         index += 1
     return to_tensors(samples[:batch_size])
 

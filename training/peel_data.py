@@ -36,6 +36,7 @@ class SynthOptions:
     photos: str | None = None
     photo_background: float = 0.3  # share of backgrounds replaced by a real picture
     exact_next: float = 0.15  # share of rounds whose image is the exact composite instead of the filled one
+    imperfect_next: float = 0.0  # share of filled rounds whose removal is imperfect, as a trained network's is
 
 
 def load_photos(folder: str | None, max_side: int = 512) -> list[np.ndarray]:
@@ -123,8 +124,15 @@ def targets(alphas: list[np.ndarray], kinds: list[str], top: list[int], shape: t
     return {"alpha": alpha, "kind": kind, "text_box": text_box, "touch": touch}
 
 
-def peel_rounds(layers: list[np.ndarray], kinds: list[str], rng: np.random.Generator, exact_next: float):
-    """Every round of peeling a design (float RGBA layers): dicts of image (H x W x 3 uint8), removed, targets."""
+def peel_rounds(
+    layers: list[np.ndarray], kinds: list[str], rng: np.random.Generator, exact_next: float, imperfect_next: float = 0.0
+):
+    """Every round of peeling a design (float RGBA layers): dicts of image (H x W x 3 uint8), removed, targets.
+
+    With `imperfect_next`, that share of filled rounds removes the top as a trained network does (`imperfect`):
+    the next image keeps what was left behind, and its targets are still the true layers left, so the network
+    learns to peel on through its own leftovers instead of taking them for new elements.
+    """
     alphas = [layer[..., 3] for layer in layers]
     rgb = _flatten(layers, list(range(len(layers))))
     left = list(range(1, len(layers)))
@@ -135,12 +143,39 @@ def peel_rounds(layers: list[np.ndarray], kinds: list[str], rng: np.random.Gener
         rounds.append({"image": rgb, "removed": removed.copy(), **targets(alphas, kinds, top, rgb.shape[:2])})
         if not top:
             return rounds
-        left = [i for i in left if i not in top]
+        taken = [alphas[j] for j in top]
         if rng.uniform() < exact_next:
+            left = [i for i in left if i not in top]
             rgb = _flatten(layers, [0, *left])
         else:
-            rgb, _ = fill_beneath(rgb, [alphas[j] for j in top])
-        removed = np.maximum(removed, rounds[-1]["alpha"])
+            if imperfect_next and rng.uniform() < imperfect_next:
+                taken, missed = imperfect(taken, rng)
+                top = [j for j, miss in zip(top, missed, strict=True) if not miss]
+                taken = [a for a, miss in zip(taken, missed, strict=True) if not miss]
+            left = [i for i in left if i not in top]
+            rgb, _ = fill_beneath(rgb, taken)
+        removed = np.maximum(removed, union_alpha(taken, rgb.shape[:2]))
+
+
+def imperfect(alphas: list[np.ndarray], rng: np.random.Generator) -> tuple[list[np.ndarray], list[bool]]:
+    """The top alphas as an imperfect network removes them: each faded, eroded or grown by a pixel, or missed
+    (left for the next round; never all of them). Returns (the alphas removed, which ones were missed)."""
+    from scipy import ndimage
+
+    hows = rng.integers(4, size=len(alphas))
+    missed = [bool(how == 3) for how in hows]
+    if all(missed):
+        missed[int(rng.integers(len(alphas)))] = False
+    out = []
+    for alpha, how in zip(alphas, hows, strict=True):
+        if how == 0:
+            alpha = alpha * np.float32(rng.uniform(0.6, 0.95))
+        elif how == 1:
+            alpha = ndimage.grey_erosion(alpha, size=(3, 3))
+        elif how == 2:
+            alpha = ndimage.grey_dilation(alpha, size=(3, 3))
+        out.append(alpha.astype(np.float32))
+    return out, missed
 
 
 def _flatten(layers: list[np.ndarray], keep: list[int]) -> np.ndarray:
