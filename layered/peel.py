@@ -4,14 +4,17 @@ One round, on the current image C (what is left) at the working size:
   1. the network (`layered.peel_model.PeelNet`) predicts the top elements' alpha a, their kind at each pixel,
      the boxes of top text elements and where two top elements touch;
   2. the alpha is split into elements: text pixels by the text box they fall in (a line or a paragraph is one
-     element), the others by connected component, cut where two elements touch;
+     element), the others by connected component, cut where two elements touch; objects and text are opaque
+     in their body, so their soft alpha is firmed (`firm`: below CLEAR nothing, from BODY on all of it), which
+     lifts them off whole instead of leaving a ghost for the next round; panels keep theirs (often see-through);
   3. each element's colour is its unblending against what lies beneath, F = (C - (1 - a) B) / a;
   4. what the elements covered is filled in (`fill_beneath`): B = Navier-Stokes inpainting (OpenCV), except
      under the body of a see-through element of one flat colour F (a panel: its inner alpha low and even, its
      colour flat at its edge), where B = (C - a F) / (1 - a). `benchmarks/bench_fill.py` measures the choice;
   5. C := B, and again, until the predicted alpha is empty or the layer budget is spent. What is left is the
-     opaque background. Elements of one round are stacked by the layer-order convention (panels, objects,
-     text; larger lower).
+     opaque background. Elements that overlap are stacked in the order they came off (a later round lies
+     lower); the order of the others cannot be seen in the image, and they go by the layer-order convention
+     (panels, objects, text; larger lower).
 Refinement (`layered.refine`) runs last, as for every method, and makes the layers add up to the input.
 """
 
@@ -83,6 +86,7 @@ def fill_beneath(rgb: np.ndarray, alphas: list[np.ndarray]) -> tuple[np.ndarray,
 KIND_NAMES = ("panel", "object", "text")  # the network's kind classes 1..3 (0: no top element)
 TIER = {"panel": 1, "object": 2, "text": 3}  # the layer-order convention within a round: panels, objects, text
 SOLID = 0.5  # alpha above this is inside an element
+CLEAR, BODY = 0.1, 0.6  # an object's or text's predicted alpha: below CLEAR none of it, from BODY on all of it
 MIN_PIXELS = 4  # working-size pixels: a predicted top smaller than this is empty
 MAX_ROUNDS = 12
 
@@ -152,6 +156,14 @@ def split_elements(maps: dict[str, np.ndarray]) -> list[tuple[np.ndarray, str]]:
     return out
 
 
+def firm(alpha: np.ndarray, kind: str) -> np.ndarray:
+    """An element's alpha as its kind has it: objects and text opaque in their body, the soft alpha stretched
+    linearly from CLEAR (0) to BODY (1); a panel's alpha as predicted (panels are often see-through)."""
+    if kind == "panel":
+        return alpha
+    return np.clip((alpha - CLEAR) / (BODY - CLEAR), 0.0, 1.0).astype(np.float32)
+
+
 def peel(model, rgb: np.ndarray, max_layers: int) -> tuple[np.ndarray, list[Element]]:
     """Peel `rgb` (working size) until the top is empty or `max_layers - 1` elements are off: (background, elements)."""
     removed = np.zeros(rgb.shape[:2], np.float32)
@@ -162,7 +174,7 @@ def peel(model, rgb: np.ndarray, max_layers: int) -> tuple[np.ndarray, list[Elem
         maps = predict(model, rgb, removed)
         if (maps["alpha"] > SOLID).sum() < MIN_PIXELS:
             break
-        found = split_elements(maps)
+        found = [(firm(alpha, kind), kind) for alpha, kind in split_elements(maps)]
         if not found:
             break
         beneath, colours = fill_beneath(rgb, [alpha for alpha, _ in found])
@@ -175,8 +187,16 @@ def peel(model, rgb: np.ndarray, max_layers: int) -> tuple[np.ndarray, list[Elem
 
 
 def stack_order(elements: list[Element]) -> list[Element]:
-    """Bottom-first: later rounds lower; within a round by the convention (panels, objects, text; larger lower)."""
-    return sorted(elements, key=lambda e: (-e.round, TIER[e.kind], -e.area))
+    """Bottom-first: elements that overlap as they came off (later rounds lower), the rest by the convention
+    (panels, objects, text; larger lower; `layered.layer_tools.occlusion_order`)."""
+    from layered.layer_tools import occlusion_order
+
+    by_round = sorted(elements, key=lambda e: (-e.round, TIER[e.kind], -e.area))
+    if not by_round:
+        return []
+    height, width = by_round[0].rgba.shape[:2]
+    stack = LayerStack(width, height, tuple(Layer.from_canvas(e.rgba) for e in by_round))
+    return [by_round[i] for i in occlusion_order(stack, [TIER[e.kind] for e in by_round])]
 
 
 def decompose_peel(image: np.ndarray, model, layers: int | str = "auto") -> LayerStack:

@@ -15,7 +15,16 @@ import torch
 
 from layered.decompose import Settings, decomposer
 from layered.errors import InputError
-from layered.peel import decompose_peel, fill_beneath, load_peel, split_elements, working_size
+from layered.peel import (
+    Element,
+    decompose_peel,
+    fill_beneath,
+    firm,
+    load_peel,
+    split_elements,
+    stack_order,
+    working_size,
+)
 from layered.peel_model import OUTPUTS, PeelNet
 from psd_pipeline.synth_rich import draw_rich
 
@@ -171,6 +180,37 @@ def test_split_keeps_a_line_of_words_together():
     box[4:13, 4:46] = 1.0
     parts = split_elements(_maps(alpha, kind=kind, text_box=box))
     assert len(parts) == 1 and parts[0][1] == "text"
+
+
+def test_objects_and_text_are_firmed_panels_keep_their_alpha():
+    alpha = np.array([[0.0, 0.05, 0.1, 0.35, 0.6, 0.9]], np.float32)
+    expected = np.array([[0.0, 0.0, 0.0, 0.5, 1.0, 1.0]], np.float32)  # linear from 0.1 (none) to 0.6 (all)
+    for kind in ("object", "text"):
+        assert np.allclose(firm(alpha, kind), expected)
+    assert np.array_equal(firm(alpha, "panel"), alpha)
+
+
+def _element(box, kind, round_index, size=(40, 40)):
+    rgba = np.zeros((*size, 4), np.uint8)
+    y0, y1, x0, x1 = box
+    rgba[y0:y1, x0:x1] = 200
+    return Element(rgba, kind, round_index)
+
+
+def test_overlapping_elements_stack_as_they_came_off_the_rest_by_convention():
+    text = _element((2, 6, 2, 12), "text", 0)
+    under_text = _element((0, 10, 0, 10), "object", 1)  # overlaps the text, came off after it: lower
+    panel = _element((20, 38, 20, 38), "panel", 0)  # overlaps nothing: panels lowest by the convention
+    small = _element((12, 15, 30, 33), "object", 0)  # overlaps nothing, smaller than the other object: higher
+    over_object = _element((30, 34, 2, 6), "panel", 0)  # a panel above an object that came off after it
+    object_below = _element((28, 36, 0, 8), "object", 1)
+    order = stack_order([text, under_text, panel, small, over_object, object_below])
+    position = {id(e): i for i, e in enumerate(order)}
+    assert position[id(under_text)] < position[id(text)]
+    assert position[id(object_below)] < position[id(over_object)]  # what is seen beats the convention
+    assert position[id(panel)] == 0  # though it came off in the first round, it overlaps nothing
+    assert position[id(under_text)] < position[id(small)] < position[id(text)]
+    assert sorted(position.values()) == list(range(6))
 
 
 def test_cli_python_api_and_editor_give_identical_layers(tmp_path, design):
