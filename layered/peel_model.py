@@ -51,8 +51,23 @@ class _Context(nn.Module):
         return x * torch.sigmoid(self.out(self.gate(pooled)))[:, :, None, None]
 
 
+class _Residual(nn.Module):
+    """x + f(x), f two 3x3 convolutions; f's last batch norm starts at zero, so a new block starts as the identity
+    and a trained network grown by one computes what it did before."""
+
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        self.body = _block(channels, channels)[:-1]  # no ReLU after the last batch norm
+        nn.init.zeros_(self.body[-1].weight)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.body(x)
+
+
 class PeelNet(ModelMixin, ConfigMixin):
-    """The top-elements predictor of `layered.peel`; `channels` are the widths at 1/2, 1/4, 1/8 and 1/16 size.
+    """The top-elements predictor of `layered.peel`; `channels` are the widths at 1/2, 1/4, 1/8 and 1/16 size,
+    `bottleneck_blocks` residual blocks at 1/16 size (where a position sees the whole image: which element lies on
+    top is a question about all of it).
 
     `sample_size` is the long side it was trained at: `layered.peel` works at that size.
     """
@@ -63,6 +78,7 @@ class PeelNet(ModelMixin, ConfigMixin):
         channels: tuple[int, ...] = (24, 48, 96, 160),
         head_channels: int = 16,
         sample_size: int = 128,  # noqa: ARG002
+        bottleneck_blocks: int = 0,
     ) -> None:
         super().__init__()
         c = list(channels)
@@ -76,6 +92,7 @@ class PeelNet(ModelMixin, ConfigMixin):
         for i in range(1, len(c)):
             self.down.append(nn.Conv2d(c[i - 1], c[i - 1], 3, stride=2, padding=1))
             self.enc.append(_block(c[i - 1], c[i]))
+        self.bottleneck = nn.Sequential(*(_Residual(c[-1]) for _ in range(bottleneck_blocks)))
         self.context = _Context(c[-1])
         self.dec = nn.ModuleList(_block(c[i + 1] + c[i], c[i]) for i in reversed(range(len(c) - 1)))
         self.head = nn.Sequential(
@@ -91,7 +108,7 @@ class PeelNet(ModelMixin, ConfigMixin):
         for down, enc in zip(self.down, self.enc[1:], strict=True):
             skips.append(h)
             h = enc(down(h))
-        h = self.context(h)
+        h = self.context(self.bottleneck(h))
         for dec in self.dec:
             skip = skips.pop()
             h = dec(torch.cat([F.interpolate(h, size=skip.shape[2:], mode="nearest"), skip], dim=1))

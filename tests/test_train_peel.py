@@ -84,3 +84,32 @@ def test_the_committed_checkpoint_is_the_shipped_network_and_resumes_determinist
     resumed = load_peel(out / "peel").state_dict()
     for key, value in load_peel(PEEL_DIR).state_dict().items():  # fp16 copy of the same weights
         assert torch.allclose(resumed[key].float(), value.float(), rtol=1e-2, atol=1e-3), key
+
+
+def test_init_from_grows_the_network_by_bottleneck_blocks_that_start_as_the_identity(tmp_path):
+    import torch
+
+    from layered.errors import LayeredError
+    from layered.peel_model import PeelNet
+    from training.config import load_config
+    from training.peel import initial_model
+
+    torch.manual_seed(0)
+    previous = PeelNet(channels=(4, 8, 8, 8), head_channels=4, sample_size=32).eval()
+    with torch.no_grad():  # running statistics of a trained network, not the defaults
+        for module in previous.modules():
+            if isinstance(module, torch.nn.BatchNorm2d):
+                module.running_mean.uniform_(-0.5, 0.5)
+                module.running_var.uniform_(0.5, 2.0)
+    previous.save_pretrained(tmp_path / "previous")
+    overrides = {"model.init_from": str(tmp_path / "previous"), "model.peel": {"bottleneck_blocks": 2}}
+    grown = initial_model(load_config(CONFIG, overrides)).eval()
+    assert grown.config.bottleneck_blocks == 2 and len(grown.bottleneck) == 2
+    assert sum(p.numel() for p in grown.parameters()) > sum(p.numel() for p in previous.parameters())
+    x = torch.randn(2, 4, 32, 32)
+    with torch.no_grad():
+        assert torch.allclose(grown(x), previous(x), atol=1e-6)
+    unchanged = initial_model(load_config(CONFIG, {**overrides, "model.peel": None}))
+    assert unchanged.config.bottleneck_blocks == 0
+    with pytest.raises(LayeredError, match="bottleneck_blocks"):
+        initial_model(load_config(CONFIG, {**overrides, "model.peel": {"channels": [8, 8, 8, 8]}}))

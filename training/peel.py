@@ -11,12 +11,14 @@ shipped fp16 folder.
 from __future__ import annotations
 
 import argparse
+import inspect
 from pathlib import Path
 
 import numpy as np
 import torch
 from torch.nn import functional as F
 
+from layered.errors import LayeredError
 from layered.peel import EMPTY
 from layered.peel_model import PeelNet
 from training import loop
@@ -131,16 +133,37 @@ def _batches(start_step: int, max_steps: int, batch_size: int, options: SynthOpt
     return iter(torch.utils.data.DataLoader(Steps(), batch_size=None, num_workers=1, prefetch_factor=2))
 
 
+def initial_model(config: Config) -> PeelNet:
+    """A new network (`model.peel`), or the previous stage's (`model.init_from`) grown by the residual blocks
+    that `model.peel` adds: they start as the identity, so training starts from what the previous stage computed."""
+    if not config.model.init_from:
+        return PeelNet(**(config.model.peel or {}))
+    previous = PeelNet.from_pretrained(config.model.init_from)
+    fields = inspect.signature(PeelNet.__init__).parameters.keys() - {"self"}
+    before = {k: previous.config[k] for k in fields if k in previous.config}
+    wanted = {**before, **(config.model.peel or {})}
+    if wanted == before:
+        return previous
+    if {k for k in fields if wanted.get(k) != before.get(k)} != {"bottleneck_blocks"} or (
+        wanted["bottleneck_blocks"] < before.get("bottleneck_blocks", 0)
+    ):
+        raise LayeredError(
+            f"model.peel {config.model.peel}: a network from --init-from can only gain bottleneck_blocks "
+            f"(it has {before})"
+        )
+    grown = PeelNet(**wanted)
+    missing, unexpected = grown.load_state_dict(previous.state_dict(), strict=False)
+    assert not unexpected and all(key.startswith("bottleneck.") for key in missing)
+    return grown
+
+
 def train_peel(config: Config, resume: bool = False) -> dict:
     """Train the peel network; checkpoints as the other trainers; output OUTPUT/peel (a `PeelNet` folder)."""
     from diffusers.optimization import get_scheduler
 
     out = Path(config.output_dir)
     accelerator = loop.make_accelerator(config)
-    if config.model.init_from:
-        model = PeelNet.from_pretrained(config.model.init_from)
-    else:
-        model = PeelNet(**(config.model.peel or {}))
+    model = initial_model(config)
     optimizer = loop.adamw(model.parameters(), config)
     lr_scheduler = get_scheduler(
         config.train.lr_scheduler,
