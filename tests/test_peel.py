@@ -170,6 +170,15 @@ def test_split_separates_regions_and_cuts_where_they_touch():
     assert np.allclose(sum(a for a, _ in parts), alpha)  # every top pixel is in exactly one element
 
 
+def test_a_part_without_a_confident_body_is_no_element():
+    alpha = np.zeros((30, 60), np.float32)
+    alpha[2:12, 2:12] = 1.0  # an element: 100 confident pixels
+    alpha[15:25, 2:12] = 0.6  # a faint leftover of an earlier round: solid, but nowhere confident
+    alpha[15:17, 20:40] = 1.0  # a thin confident rim: 40 pixels, fewer than an element's body
+    parts = split_elements(_maps(alpha))
+    assert len(parts) == 1 and int((parts[0][0] > 0.5).sum()) == 100
+
+
 def test_split_keeps_a_line_of_words_together():
     alpha = np.zeros((20, 60), np.float32)
     kind = np.zeros((20, 60), np.int64)
