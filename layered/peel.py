@@ -90,6 +90,7 @@ TIER = {"panel": 1, "object": 2, "text": 3}  # the layer-order convention within
 SOLID = 0.5  # alpha above this is inside an element
 CLEAR, BODY = 0.1, 0.6  # an object's or text's predicted alpha: below CLEAR none of it, from BODY on all of it
 MIN_PIXELS = 4  # working-size pixels: a predicted top smaller than this is empty
+EDGE_REACH = 5  # working-size pixels: the soft edge of an element reaches no further from its solid part
 MIN_BODY = 48  # working-size pixels: an element has at least this many of alpha above CONFIDENT[its kind]
 CONFIDENT = {"panel": 0.3, "object": 0.7, "text": 0.7}  # panels are often see-through (opacity from 0.35)
 MAX_ROUNDS = 12
@@ -147,9 +148,10 @@ def split_elements(maps: dict[str, np.ndarray]) -> list[tuple[np.ndarray, str]]:
     labels[parts > 0] = parts[parts > 0] + offset
     if not labels.any():
         return []
-    # every pixel of the soft top (edges, cut lines) goes to the nearest element
-    _, (iy, ix) = ndimage.distance_transform_edt(labels == 0, return_indices=True)
-    owner = np.where(alpha > EMPTY, labels[iy, ix], 0)
+    # every pixel of the soft top near an element (its edge, cut lines) goes to the nearest one; farther
+    # soft pixels belong to no element (faint outlines of what lies beneath)
+    distance, (iy, ix) = ndimage.distance_transform_edt(labels == 0, return_indices=True)
+    owner = np.where((alpha > EMPTY) & (distance <= EDGE_REACH), labels[iy, ix], 0)
     out = []
     for label in np.unique(owner[owner > 0]):
         mine = owner == label

@@ -183,6 +183,15 @@ def test_a_part_without_a_confident_body_is_no_element():
     assert sorted((k, int((a > 0.5).sum())) for a, k in parts) == [("object", 100), ("panel", 100)]
 
 
+def test_faint_pixels_far_from_every_element_join_none():
+    alpha = np.zeros((30, 60), np.float32)
+    alpha[2:12, 2:12] = 1.0
+    alpha[12:14, 2:12] = 0.3  # the element's soft edge
+    alpha[2:28, 40:42] = 0.3  # a faint line far from it (the outline of something beneath)
+    (part,) = split_elements(_maps(alpha))
+    assert part[0][12:14, 2:12].min() == pytest.approx(0.3) and part[0][:, 40:42].max() == 0
+
+
 def test_split_keeps_a_line_of_words_together():
     alpha = np.zeros((20, 60), np.float32)
     kind = np.zeros((20, 60), np.int64)
