@@ -91,3 +91,32 @@ def test_unpack_refuses_what_is_not_a_packed_checkpoint(tmp_path):
     with pytest.raises(portable.LayeredError, match="not a packed checkpoint"):
         portable.unpack(tmp_path / "notes", tmp_path / "out")
     assert not (tmp_path / "out").exists()
+
+
+def test_moments_past_the_size_limit_travel_in_8_bits(tmp_path, monkeypatch):
+    data = write_shards(tmp_path / "ds", rows=6, layers=[2, 3])
+    first = write_config(tmp_path, "tiny_vae.yaml", data, tmp_path / "first", train={"max_steps": 3})
+    train_vae(load_config(first))
+    monkeypatch.setattr(portable, "MAX_PACKED_BYTES", 1000)  # the tiny run as if it were a large one
+    packed = portable.pack(tmp_path / "first", tmp_path / "packed")
+    _, original = latest_checkpoint(tmp_path / "first")
+    source = torch.load(original / "optimizer.bin", map_location="cpu", weights_only=True)["state"]
+    stored = load_file(packed / "optimizer.safetensors")
+    assert {t.dtype for t in stored.values()} <= {torch.int8, torch.uint8, torch.float32, torch.int64}
+    portable.unpack(packed, tmp_path / "second")
+    _, unpacked = latest_checkpoint(tmp_path / "second")
+    restored = torch.load(unpacked / "optimizer.bin", map_location="cpu", weights_only=True)["state"]
+    for index, values in source.items():
+        m, v = values["exp_avg"], values["exp_avg_sq"]
+        m2, v2 = restored[index]["exp_avg"], restored[index]["exp_avg_sq"]
+        assert m2.shape == m.shape and v2.shape == v.shape
+        assert (m2 - m).abs().max() <= m.abs().max() / 127  # within one step of the block's scale
+        assert torch.equal(v2 == 0, v == 0)  # an exact zero stays zero, nothing else becomes one
+        positive = v > 0
+        if positive.any():  # the log2 step of this run's range is far finer
+            assert ((v2[positive] / v[positive]).log2().abs()).max() <= 0.5
+    resumed = train_vae(
+        load_config(write_config(tmp_path, "tiny_vae.yaml", data, tmp_path / "second", train={"max_steps": 4})),
+        resume=True,
+    )
+    assert resumed["start_step"] == 3 and len(resumed["losses"]) == 1

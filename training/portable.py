@@ -3,9 +3,11 @@
 `pack` turns an accelerate checkpoint (`checkpoint-STEP/`: model.safetensors, optimizer.bin, the EMA as
 custom_checkpoint_0.pkl, the lr scheduler) into `model.safetensors` (fp32 weights), `optimizer.safetensors`
 (Adam moments in bfloat16: half the size, and the exponent range of fp32 that tiny second moments need; the
-param groups as JSON metadata), `ema.safetensors` when the run keeps an EMA, `states.json` (the scheduler) and
-`training_state.json` (the step, which fixes the data position: batches are a function of the step). `unpack`
-writes the accelerate folder back, so `layered train ... --resume` continues from it.
+param groups as JSON metadata; where that would take the pack past `MAX_PACKED_BYTES`, the repository's limit
+for a committed checkpoint, the moments go in 8 bits, `_compact`), `ema.safetensors` when the run keeps an EMA,
+`states.json` (the scheduler) and `training_state.json` (the step, which fixes the data position: batches are a
+function of the step). `unpack` writes the accelerate folder back, so `layered train ... --resume` continues
+from it.
 
     python -m training.portable pack runs/demo_v2_vae training/runs/demo_v2/vae
     python -m training.portable unpack training/runs/demo_v2/vae runs/demo_v2_vae
@@ -22,6 +24,8 @@ from pathlib import Path
 from layered.errors import LayeredError
 
 MOMENTS_DTYPE = "bfloat16"
+MAX_PACKED_BYTES = 20_000_000  # a committed checkpoint is at most 20 MB
+BLOCK = 256  # 8-bit first moments: one scale per this many values
 _EMA_TENSORS = "shadow_params"
 
 
@@ -49,9 +53,14 @@ def pack(output_dir: str | Path, dest: str | Path, extra: dict | None = None) ->
     dest = Path(dest)
     if dest.exists() and not (dest / "training_state.json").is_file():
         raise LayeredError(f"{dest} exists and is not a packed checkpoint: not replacing it")
+    weights = load_file(folder / "model.safetensors")
+    metadata = {"param_groups": json.dumps(optimizer["param_groups"]), "steps": json.dumps(scalars)}
+    size = sum(t.numel() * t.element_size() for t in [*weights.values(), *moments.values()])
+    if size > MAX_PACKED_BYTES:
+        moments = _compact(moments)
+        metadata["moments"] = "8bit"
     with atomic_dir(dest) as tmp:
-        save_file(load_file(folder / "model.safetensors"), tmp / "model.safetensors")
-        metadata = {"param_groups": json.dumps(optimizer["param_groups"]), "steps": json.dumps(scalars)}
+        save_file(weights, tmp / "model.safetensors")
         save_file(moments, tmp / "optimizer.safetensors", metadata=metadata)
         ema_file = folder / "custom_checkpoint_0.pkl"
         if ema_file.exists():
@@ -59,6 +68,51 @@ def pack(output_dir: str | Path, dest: str | Path, extra: dict | None = None) ->
         (tmp / "states.json").write_text(json.dumps(_small_states(folder), indent=1))
         (tmp / "training_state.json").write_text(json.dumps({**state, "step": step, **(extra or {})}, indent=1))
     return dest
+
+
+def _compact(moments: dict) -> dict:
+    """Adam moments in 8 bits: a first moment (signed) as int8 times a scale per `BLOCK` values (its largest
+    magnitude); a second moment (>= 0, spanning many octaves) as the uint8 step of its log2 on the tensor's own
+    log range, 0 for an exact zero (so no tiny second moment turns into a zero that would blow up its update)."""
+    import torch
+
+    out = {}
+    for key, value in moments.items():
+        flat = value.float().flatten()
+        out[f"{key}.shape"] = torch.tensor(list(value.shape), dtype=torch.int64)  # Adam's moments are never 0-d
+        if key.endswith("exp_avg_sq"):
+            positive = flat > 0
+            logs = torch.log2(flat[positive]) if positive.any() else torch.zeros(1)
+            low, high = float(logs.min()), max(float(logs.max()), float(logs.min()) + 1e-6)
+            code = torch.zeros_like(flat)
+            code[positive] = 1 + torch.round((logs - low) / (high - low) * 254)
+            out[f"{key}.log2"] = code.to(torch.uint8)
+            out[f"{key}.range"] = torch.tensor([low, high])
+        else:
+            blocks = torch.nn.functional.pad(flat, (0, -flat.numel() % BLOCK)).view(-1, BLOCK)
+            scale = blocks.abs().amax(dim=1).clamp_min(1e-38)
+            out[f"{key}.int8"] = torch.round(blocks / scale[:, None] * 127).to(torch.int8).flatten()
+            out[f"{key}.scale"] = scale
+    return out
+
+
+def _expand(tensors: dict) -> dict:
+    """The moments `_compact` stored, back in float32."""
+    import torch
+
+    out = {}
+    for key in [k[: -len(".shape")] for k in tensors if k.endswith(".shape")]:
+        shape = [int(n) for n in tensors[f"{key}.shape"]]
+        count = int(torch.tensor(shape).prod())
+        if f"{key}.log2" in tensors:
+            code = tensors[f"{key}.log2"].float()
+            low, high = (float(v) for v in tensors[f"{key}.range"])
+            value = torch.where(code > 0, torch.exp2(low + (code - 1) / 254 * (high - low)), torch.zeros_like(code))
+        else:
+            blocks = tensors[f"{key}.int8"].float().view(-1, BLOCK) / 127 * tensors[f"{key}.scale"][:, None]
+            value = blocks.flatten()[:count]
+        out[key] = value.view(shape)
+    return out
 
 
 def _small_states(folder: Path) -> dict[str, dict]:
@@ -114,6 +168,8 @@ def unpack(packed: str | Path, output_dir: str | Path) -> Path:
     with safe_open(packed / "optimizer.safetensors", "pt") as f:
         metadata = f.metadata()
     moments = load_file(packed / "optimizer.safetensors")
+    if metadata.get("moments") == "8bit":
+        moments = _expand(moments)
     optimizer_state: dict[int, dict] = {}
     for key, value in moments.items():
         index, name = key.split(".", 1)
