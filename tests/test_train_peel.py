@@ -70,7 +70,7 @@ def test_the_committed_checkpoint_is_the_shipped_network_and_resumes_determinist
     from training import portable
 
     packed = "training/runs/peel"
-    config = "training/configs/peel_stage3.yaml"  # the shipped network is the third stage
+    config = "training/configs/peel_stage6.yaml"  # the shipped network is the sixth stage
     runs = []
     for name in ("a", "b"):
         out = tmp_path / name
