@@ -5,8 +5,8 @@ One round, on the current image C (what is left) at the working size:
      the boxes of top text elements and where two top elements touch;
   2. the alpha is split into elements: text pixels by the text box they fall in (a line or a paragraph is one
      element), the others by connected component, cut where two elements touch. A part without a confident
-     body (`MIN_BODY` pixels above `CONFIDENT`, lower for see-through panels) is no element but what an
-     earlier round left behind: it stays.
+     body (`MIN_BODY` pixels above `CONFIDENT`) is no element but what an earlier round left behind: it
+     stays (also a see-through panel fainter than that: measured, a lower bar for panels scores lower).
      Objects and text are opaque in their body, so their soft alpha is firmed (`firm`: below CLEAR nothing,
      from BODY on all of it) and they come off whole, leaving no ghost; panels keep theirs (often see-through);
   3. each element's colour is its unblending against what lies beneath, F = (C - (1 - a) B) / a;
@@ -91,8 +91,7 @@ SOLID = 0.5  # alpha above this is inside an element
 CLEAR, BODY = 0.1, 0.6  # an object's or text's predicted alpha: below CLEAR none of it, from BODY on all of it
 MIN_PIXELS = 4  # working-size pixels: a predicted top smaller than this is empty
 EDGE_REACH = 5  # working-size pixels: the soft edge of an element reaches no further from its solid part
-MIN_BODY = 48  # working-size pixels: an element has at least this many of alpha above CONFIDENT[its kind]
-CONFIDENT = {"panel": 0.3, "object": 0.7, "text": 0.7}  # panels are often see-through (opacity from 0.35)
+CONFIDENT, MIN_BODY = 0.7, 48  # an element has at least MIN_BODY working-size pixels of alpha above CONFIDENT
 MAX_ROUNDS = 12
 
 
@@ -157,7 +156,7 @@ def split_elements(maps: dict[str, np.ndarray]) -> list[tuple[np.ndarray, str]]:
         mine = owner == label
         votes = np.bincount(kind[solid & mine], minlength=4)[1:]
         name = KIND_NAMES[int(votes.argmax())]
-        if (mine & (alpha > CONFIDENT[name])).sum() < MIN_BODY:  # a leftover of an earlier round, not an element
+        if (mine & (alpha > CONFIDENT)).sum() < MIN_BODY:  # a leftover of an earlier round, not an element
             continue
         out.append((np.where(mine, alpha, 0.0).astype(np.float32), name))
     return out
