@@ -154,11 +154,10 @@ def split_elements(maps: dict[str, np.ndarray]) -> list[tuple[np.ndarray, str]]:
     out = []
     for label in np.unique(owner[owner > 0]):
         mine = owner == label
-        votes = np.bincount(kind[solid & mine], minlength=4)[1:]
-        name = KIND_NAMES[int(votes.argmax())]
         if (mine & (alpha > CONFIDENT)).sum() < MIN_BODY:  # a leftover of an earlier round, not an element
             continue
-        out.append((np.where(mine, alpha, 0.0).astype(np.float32), name))
+        votes = np.bincount(kind[solid & mine], minlength=4)[1:]
+        out.append((np.where(mine, alpha, 0.0).astype(np.float32), KIND_NAMES[int(votes.argmax())]))
     return out
 
 

@@ -144,9 +144,8 @@ def initial_model(config: Config) -> PeelNet:
     wanted = {**before, **(config.model.peel or {})}
     if wanted == before:
         return previous
-    if {k for k in fields if wanted.get(k) != before.get(k)} != {"bottleneck_blocks"} or (
-        wanted["bottleneck_blocks"] < before.get("bottleneck_blocks", 0)
-    ):
+    changed = {k for k in wanted if wanted[k] != before.get(k)}
+    if changed != {"bottleneck_blocks"} or wanted["bottleneck_blocks"] < before.get("bottleneck_blocks", 0):
         raise LayeredError(
             f"model.peel {config.model.peel}: a network from --init-from can only gain bottleneck_blocks "
             f"(it has {before})"

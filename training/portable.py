@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import shutil
 import sys
 from pathlib import Path
@@ -103,14 +104,13 @@ def _expand(tensors: dict) -> dict:
     out = {}
     for key in [k[: -len(".shape")] for k in tensors if k.endswith(".shape")]:
         shape = [int(n) for n in tensors[f"{key}.shape"]]
-        count = int(torch.tensor(shape).prod())
         if f"{key}.log2" in tensors:
             code = tensors[f"{key}.log2"].float()
             low, high = (float(v) for v in tensors[f"{key}.range"])
             value = torch.where(code > 0, torch.exp2(low + (code - 1) / 254 * (high - low)), torch.zeros_like(code))
         else:
             blocks = tensors[f"{key}.int8"].float().view(-1, BLOCK) / 127 * tensors[f"{key}.scale"][:, None]
-            value = blocks.flatten()[:count]
+            value = blocks.flatten()[: math.prod(shape)]
         out[key] = value.view(shape)
     return out
 
