@@ -2,7 +2,8 @@
 
 One round, on the current image C (what is left) at the working size:
   1. the network (`layered.peel_model.PeelNet`) predicts the top elements' alpha a, their kind at each pixel,
-     the boxes of top text elements and where two top elements touch;
+     the boxes of top text elements and where two top elements touch (the mean of its maps for the image and
+     for its mirror image);
   2. the alpha is split into elements: text pixels by the text box they fall in (a line or a paragraph is one
      element), the others by connected component, cut where two elements touch. A part without a confident
      body (`MIN_BODY` pixels above `CONFIDENT`) is no element but what an earlier round left behind: it
@@ -118,15 +119,18 @@ def working_size(width: int, height: int, long_side: int, multiple: int = 16) ->
 
 
 def predict(model, rgb: np.ndarray, removed: np.ndarray) -> dict[str, np.ndarray]:
-    """The network's maps for one image (working size, H x W x 3 uint8) and its removed mask."""
+    """The network's maps for one image (working size, H x W x 3 uint8) and its removed mask: the mean of its
+    maps for the image and for its mirror image (measured: +0.02 soft IoU@0; vertical flips score lower)."""
     import torch
 
     param = next(model.parameters())
     x = np.concatenate([rgb.astype(np.float32).transpose(2, 0, 1) / 127.5 - 1.0, removed[None]], axis=0)
+    batch = np.stack([x, x[..., ::-1]])
     with torch.no_grad():
-        logits = model(torch.from_numpy(x[None]).to(device=param.device, dtype=param.dtype))[0].float().cpu()
-    prob = torch.sigmoid(logits).numpy()
-    return {"alpha": prob[0], "kind": logits[1:5].numpy(), "text_box": prob[5], "touch": prob[6]}
+        logits = model(torch.from_numpy(batch).to(device=param.device, dtype=param.dtype)).float().cpu()
+    logits[1] = logits[1].flip(-1)  # the mirror's maps, mirrored back
+    prob, logits = torch.sigmoid(logits).mean(0).numpy(), logits.mean(0).numpy()
+    return {"alpha": prob[0], "kind": logits[1:5], "text_box": prob[5], "touch": prob[6]}
 
 
 def split_elements(maps: dict[str, np.ndarray]) -> list[tuple[np.ndarray, str]]:
@@ -207,9 +211,9 @@ def stack_order(elements: list[Element]) -> list[Element]:
 def decompose_peel(image: np.ndarray, model, layers: int | str = "auto") -> LayerStack:
     """Peel an RGBA image (flattened over white) into a bottom-first stack at the network's working size.
 
-    `layers` is "auto" (what the peeling finds, at most `MAX_LAYERS`) or an exact count: extra elements are
-    merged into their neighbour in the stack, missing ones are split off (parts of an element, then the
-    background by colour). Refinement to the image's own size is the caller's last step.
+    `layers` is "auto" (what the peeling finds, at most `MAX_LAYERS`) or an exact count: the peeling runs as for
+    "auto", then extra elements are merged into their neighbour in the stack, missing ones are split off (parts
+    of an element, then the background by colour). Refinement to the image's own size is the caller's last step.
     """
     from PIL import Image
 
@@ -218,7 +222,7 @@ def decompose_peel(image: np.ndarray, model, layers: int | str = "auto") -> Laye
     rgb = image if image.shape[2] == 3 else composite_over(image)  # over white, as the other methods
     width, height = working_size(rgb.shape[1], rgb.shape[0], int(model.config.sample_size))
     small = np.asarray(Image.fromarray(rgb).resize((width, height), Image.Resampling.BOX))
-    background, elements = peel(model, small, count or MAX_LAYERS)
+    background, elements = peel(model, small, MAX_LAYERS)  # all it finds; then fit to the count (measured)
     canvases = [np.dstack([background, np.full((height, width), 255, np.uint8)])]
     kinds = ["background"]
     for element in stack_order(elements):

@@ -21,6 +21,7 @@ from layered.peel import (
     fill_beneath,
     firm,
     load_peel,
+    predict,
     split_elements,
     stack_order,
     working_size,
@@ -50,6 +51,23 @@ def test_network_maps_have_the_documented_channels():
     model = PeelNet(channels=(4, 8, 8, 8), head_channels=4)
     out = model(torch.zeros(2, 4, 48, 32))
     assert out.shape == (2, len(OUTPUTS), 48, 32)
+
+
+def test_maps_are_the_mean_of_the_image_and_its_mirror():
+    torch.manual_seed(0)
+    model = PeelNet(channels=(4, 8, 8, 8), head_channels=4).eval()
+    rgb = np.random.default_rng(0).integers(0, 256, (32, 48, 3), dtype=np.uint8)
+    removed = np.zeros((32, 48), np.float32)
+    removed[4:12, 30:40] = 1.0
+    x = np.concatenate([rgb.transpose(2, 0, 1) / 127.5 - 1.0, removed[None]]).astype(np.float32)
+    with torch.no_grad():
+        plain = torch.sigmoid(model(torch.from_numpy(x[None]))[0, 0]).numpy()
+        mirror = torch.sigmoid(model(torch.from_numpy(x[None, ..., ::-1].copy()))[0, 0]).numpy()[..., ::-1]
+    maps = predict(model, rgb, removed)
+    np.testing.assert_allclose(maps["alpha"], (plain + mirror) / 2, atol=1e-5)
+    mirrored = predict(model, np.ascontiguousarray(rgb[:, ::-1]), np.ascontiguousarray(removed[:, ::-1]))
+    for name in ("alpha", "kind", "text_box", "touch"):  # so what the image shows left or right is treated alike
+        np.testing.assert_allclose(mirrored[name][..., ::-1], maps[name], atol=1e-5)
 
 
 @pytest.mark.parametrize("count", [1, 2, 3, 5, 7])
