@@ -17,9 +17,11 @@ from layered.decompose import Settings, decomposer
 from layered.errors import InputError
 from layered.peel import (
     Element,
+    composite_canvases,
     decompose_peel,
     fill_beneath,
     firm,
+    fit_count,
     load_peel,
     predict,
     split_elements,
@@ -224,6 +226,20 @@ def test_objects_and_text_are_firmed_panels_keep_their_alpha():
     for kind in ("object", "text"):
         assert np.allclose(firm(alpha, kind), expected)
     assert np.array_equal(firm(alpha, "panel"), alpha)
+
+
+def test_a_missing_layer_is_split_off_the_background_by_colour_first():
+    background = np.zeros((40, 40, 4), np.uint8)
+    background[..., 3] = 255
+    background[:, :20, :3] = (200, 40, 40)  # two flat colours: the classic split's two plates
+    background[:, 20:, :3] = (40, 40, 200)
+    element = np.zeros((40, 40, 4), np.uint8)
+    element[2:6, 2:6] = element[30:34, 30:34] = 255  # two parts, kept together
+    canvases, kinds = fit_count([background, element], ["background", "object"], 3)
+    assert kinds == ["background", "panel", "object"]
+    assert np.array_equal(canvases[2], element)
+    assert np.array_equal(composite_canvases(canvases[:2]), background)  # the plates add up to the background
+    assert {int(a) for a in np.unique(canvases[1][..., 3])} == {0, 255}
 
 
 def _element(box, kind, round_index, size=(40, 40)):
