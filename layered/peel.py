@@ -173,12 +173,14 @@ def firm(alpha: np.ndarray, kind: str) -> np.ndarray:
     return np.clip((alpha - CLEAR) / (BODY - CLEAR), 0.0, 1.0).astype(np.float32)
 
 
-def peel(model, rgb: np.ndarray, max_layers: int) -> tuple[np.ndarray, list[Element]]:
-    """Peel `rgb` (working size) until the top is empty or `max_layers - 1` elements are off: (background, elements)."""
+def peel(model, rgb: np.ndarray) -> tuple[np.ndarray, list[Element]]:
+    """Peel `rgb` (working size) until the top is empty or `MAX_LAYERS - 1` elements are off: (background, elements).
+
+    An exact count is fitted afterwards (`fit_count`): stopping at it left true elements in the background."""
     removed = np.zeros(rgb.shape[:2], np.float32)
     elements: list[Element] = []
     for round_index in range(MAX_ROUNDS):
-        if len(elements) >= max_layers - 1:
+        if len(elements) >= MAX_LAYERS - 1:
             break
         maps = predict(model, rgb, removed)
         if (maps["alpha"] > SOLID).sum() < MIN_PIXELS:
@@ -222,7 +224,7 @@ def decompose_peel(image: np.ndarray, model, layers: int | str = "auto") -> Laye
     rgb = image if image.shape[2] == 3 else composite_over(image)  # over white, as the other methods
     width, height = working_size(rgb.shape[1], rgb.shape[0], int(model.config.sample_size))
     small = np.asarray(Image.fromarray(rgb).resize((width, height), Image.Resampling.BOX))
-    background, elements = peel(model, small, MAX_LAYERS)  # all it finds; then fit to the count (measured)
+    background, elements = peel(model, small)
     canvases = [np.dstack([background, np.full((height, width), 255, np.uint8)])]
     kinds = ["background"]
     for element in stack_order(elements):

@@ -228,7 +228,7 @@ def test_objects_and_text_are_firmed_panels_keep_their_alpha():
     assert np.array_equal(firm(alpha, "panel"), alpha)
 
 
-def test_a_missing_layer_is_split_off_the_background_by_colour_first():
+def test_a_missing_layer_is_split_off_the_background_by_colour():
     background = np.zeros((40, 40, 4), np.uint8)
     background[..., 3] = 255
     background[:, :20, :3] = (200, 40, 40)  # two flat colours: the classic split's two plates
