@@ -6,7 +6,7 @@ One round, on the current image C (what is left) at the working size:
      for its mirror image);
   2. the alpha is split into elements: text pixels by the text box they fall in (a line or a paragraph is one
      element), the others by connected component, cut where two elements touch. A part without a confident
-     body (`MIN_BODY` pixels above `CONFIDENT`) is no element but what an earlier round left behind: it
+     body (`Bars.min_body` pixels above `Bars.confident`) is no element but what an earlier round left behind: it
      stays (also a see-through panel fainter than that: measured, a lower bar for panels scores lower).
      Objects and text are opaque in their body, so their soft alpha is firmed (`firm`: below CLEAR nothing,
      from BODY on all of it) and they come off whole, leaving no ghost; panels keep theirs (often see-through);
@@ -88,12 +88,26 @@ def fill_beneath(rgb: np.ndarray, alphas: list[np.ndarray]) -> tuple[np.ndarray,
 
 KIND_NAMES = ("panel", "object", "text")  # the network's kind classes 1..3 (0: no top element)
 TIER = {"panel": 1, "object": 2, "text": 3}  # the layer-order convention within a round: panels, objects, text
-SOLID = 0.5  # alpha above this is inside an element
 CLEAR, BODY = 0.1, 0.6  # an object's or text's predicted alpha: below CLEAR none of it, from BODY on all of it
 MIN_PIXELS = 4  # working-size pixels: a predicted top smaller than this is empty
 EDGE_REACH = 5  # working-size pixels: the soft edge of an element reaches no further from its solid part
-CONFIDENT, MIN_BODY = 0.7, 48  # an element has at least MIN_BODY working-size pixels of alpha above CONFIDENT
 MAX_ROUNDS = 12
+
+
+@dataclasses.dataclass(frozen=True)
+class Bars:
+    """What counts as an element in the maps: alpha (and text box, touch) above `solid` is inside one, and an
+    element has at least `min_body` working-size pixels of alpha above `confident`."""
+
+    solid: float = 0.5
+    confident: float = 0.7
+    min_body: int = 48
+
+
+BARS = Bars()
+# An exact count that the peeling falls short of peels again with lower bars, and takes that if it found more
+# (measured on 160 held-out designs at 256 px: soft IoU@0 0.699 -> 0.707, L1@0 0.097 -> 0.092).
+LOW_BARS = Bars(solid=0.35, confident=0.5, min_body=16)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -133,19 +147,19 @@ def predict(model, rgb: np.ndarray, removed: np.ndarray) -> dict[str, np.ndarray
     return {"alpha": prob[0], "kind": logits[1:5], "text_box": prob[5], "touch": prob[6]}
 
 
-def split_elements(maps: dict[str, np.ndarray]) -> list[tuple[np.ndarray, str]]:
+def split_elements(maps: dict[str, np.ndarray], bars: Bars = BARS) -> list[tuple[np.ndarray, str]]:
     """The top alpha split into elements (alpha, kind): text by the box it falls in, the rest by component."""
     from scipy import ndimage
 
     alpha = maps["alpha"]
-    solid = alpha > SOLID
+    solid = alpha > bars.solid
     kind = 1 + maps["kind"][1:].argmax(axis=0)  # the kind of the element at each pixel (1..3)
     text = solid & (kind == 3)
-    boxes, _ = ndimage.label(maps["text_box"] > SOLID)
+    boxes, _ = ndimage.label(maps["text_box"] > bars.solid)
     labels = np.zeros(alpha.shape, np.int32)
     text_labels = np.where(text, boxes, 0)
     labels[text_labels > 0] = text_labels[text_labels > 0]
-    loose = solid & (labels == 0) & (maps["touch"] <= SOLID)  # cut where two elements touch
+    loose = solid & (labels == 0) & (maps["touch"] <= bars.solid)  # cut where two elements touch
     parts, count = ndimage.label(loose, structure=np.ones((3, 3)))
     offset = labels.max()
     labels[parts > 0] = parts[parts > 0] + offset
@@ -158,7 +172,7 @@ def split_elements(maps: dict[str, np.ndarray]) -> list[tuple[np.ndarray, str]]:
     out = []
     for label in np.unique(owner[owner > 0]):
         mine = owner == label
-        if (mine & (alpha > CONFIDENT)).sum() < MIN_BODY:  # a leftover of an earlier round, not an element
+        if (mine & (alpha > bars.confident)).sum() < bars.min_body:  # a leftover of an earlier round, not an element
             continue
         votes = np.bincount(kind[solid & mine], minlength=4)[1:]
         out.append((np.where(mine, alpha, 0.0).astype(np.float32), KIND_NAMES[int(votes.argmax())]))
@@ -173,7 +187,7 @@ def firm(alpha: np.ndarray, kind: str) -> np.ndarray:
     return np.clip((alpha - CLEAR) / (BODY - CLEAR), 0.0, 1.0).astype(np.float32)
 
 
-def peel(model, rgb: np.ndarray) -> tuple[np.ndarray, list[Element]]:
+def peel(model, rgb: np.ndarray, bars: Bars = BARS) -> tuple[np.ndarray, list[Element]]:
     """Peel `rgb` (working size) until the top is empty or `MAX_LAYERS - 1` elements are off: (background, elements).
 
     An exact count is fitted afterwards (`fit_count`): stopping at it left true elements in the background."""
@@ -183,9 +197,9 @@ def peel(model, rgb: np.ndarray) -> tuple[np.ndarray, list[Element]]:
         if len(elements) >= MAX_LAYERS - 1:
             break
         maps = predict(model, rgb, removed)
-        if (maps["alpha"] > SOLID).sum() < MIN_PIXELS:
+        if (maps["alpha"] > bars.solid).sum() < MIN_PIXELS:
             break
-        found = [(firm(alpha, kind), kind) for alpha, kind in split_elements(maps)]
+        found = [(firm(alpha, kind), kind) for alpha, kind in split_elements(maps, bars)]
         if not found:
             break
         beneath, colours = fill_beneath(rgb, [alpha for alpha, _ in found])
@@ -214,8 +228,9 @@ def decompose_peel(image: np.ndarray, model, layers: int | str = "auto") -> Laye
     """Peel an RGBA image (flattened over white) into a bottom-first stack at the network's working size.
 
     `layers` is "auto" (what the peeling finds, at most `MAX_LAYERS`) or an exact count: the peeling runs as for
-    "auto", then extra elements are merged into their neighbour in the stack, missing ones are split off the
-    background by colour. Refinement to the image's own size is the caller's last step.
+    "auto", then, when it found too few, again with lower bars (`LOW_BARS`); extra elements are merged into their
+    neighbour in the stack, missing ones are split off the background by colour. Refinement to the image's own
+    size is the caller's last step.
     """
     from PIL import Image
 
@@ -225,6 +240,10 @@ def decompose_peel(image: np.ndarray, model, layers: int | str = "auto") -> Laye
     width, height = working_size(rgb.shape[1], rgb.shape[0], int(model.config.sample_size))
     small = np.asarray(Image.fromarray(rgb).resize((width, height), Image.Resampling.BOX))
     background, elements = peel(model, small)
+    if count is not None and len(elements) + 1 < count:  # short: look again with lower bars
+        second = peel(model, small, LOW_BARS)
+        if len(second[1]) > len(elements):
+            background, elements = second
     canvases = [np.dstack([background, np.full((height, width), 255, np.uint8)])]
     kinds = ["background"]
     for element in stack_order(elements):

@@ -242,6 +242,34 @@ def test_a_missing_layer_is_split_off_the_background_by_colour():
     assert {int(a) for a in np.unique(canvases[1][..., 3])} == {0, 255}
 
 
+def test_a_count_the_peeling_falls_short_of_looks_again_with_lower_bars(monkeypatch):
+    from types import SimpleNamespace
+
+    import layered.peel as peel_module
+
+    image = np.full((48, 48, 3), 230, np.uint8)
+    image[2:12, 2:12] = (200, 30, 30)  # a clear element
+    image[25:31, 25:31] = (30, 30, 200)  # an element the network is unsure of: 36 pixels at alpha 0.6
+    clear, unsure = np.zeros((48, 48), np.float32), np.zeros((48, 48), np.float32)
+    clear[2:12, 2:12] = 1.0
+    unsure[25:31, 25:31] = 0.6
+
+    def fake_predict(_model, _rgb, removed):  # each element's alpha until a round has removed it
+        left = removed < 0.5
+        return _maps(np.where(left, np.maximum(clear, unsure), 0.0).astype(np.float32))
+
+    monkeypatch.setattr(peel_module, "predict", fake_predict)
+    model = SimpleNamespace(config=SimpleNamespace(sample_size=48))
+    assert peel_module.LOW_BARS.confident < 0.6 < peel_module.BARS.confident  # what the case is built on
+    for layers in ("auto", 2):  # not short: the default bars; the unsure element stays in the background
+        stack = decompose_peel(image, model, layers)
+        assert len(stack) == 2 and stack.render_layer(1)[2:12, 2:12, 3].min() == 255
+    stack = decompose_peel(image, model, 3)
+    assert [layer.kind for layer in stack.layers] == ["background", "object", "object"]  # not a plate split off
+    alphas = [stack.render_layer(i)[..., 3] for i in (1, 2)]
+    assert sorted(int((a > 127).sum()) for a in alphas) == [36, 100]  # both elements, each a layer of its own
+
+
 def _element(box, kind, round_index, size=(40, 40)):
     rgba = np.zeros((*size, 4), np.uint8)
     y0, y1, x0, x1 = box
