@@ -12,6 +12,7 @@ from layered.decompose import Settings, decomposer
 from psd_pipeline.synth_rich import draw_rich
 
 CONFIG = "training/configs/tiny_peel.yaml"
+SHIPPED_STAGE = "training/configs/peel_stage8.yaml"  # the config of the shipped network's last stage
 
 
 def _train(out, *extra) -> int:
@@ -69,18 +70,21 @@ def test_the_committed_checkpoint_is_the_shipped_network_and_resumes_determinist
     from layered.peel import PEEL_DIR, load_peel
     from training import portable
 
+    from training.config import load_config
+
     packed = "training/runs/peel"
-    config = "training/configs/peel_stage6.yaml"  # the shipped network is the sixth stage
+    config = SHIPPED_STAGE
+    last = load_config(config).train.max_steps
     runs = []
     for name in ("a", "b"):
         out = tmp_path / name
         portable.unpack(packed, out)
-        assert cli(["train", "peel", config, "--output-dir", str(out), "--resume", "--max-steps", "2401"]) == 0
+        assert cli(["train", "peel", config, "--output-dir", str(out), "--resume", "--max-steps", str(last + 1)]) == 0
         runs.append(out)
-    assert _losses(runs[0]) == _losses(runs[1]) and list(_losses(runs[0])) == [2401]
+    assert _losses(runs[0]) == _losses(runs[1]) and list(_losses(runs[0])) == [last + 1]
     out = tmp_path / "c"
     portable.unpack(packed, out)
-    assert cli(["train", "peel", config, "--output-dir", str(out), "--resume", "--max-steps", "2400"]) == 0
+    assert cli(["train", "peel", config, "--output-dir", str(out), "--resume", "--max-steps", str(last)]) == 0
     resumed = load_peel(out / "peel").state_dict()
     for key, value in load_peel(PEEL_DIR).state_dict().items():  # fp16 copy of the same weights
         assert torch.allclose(resumed[key].float(), value.float(), rtol=1e-2, atol=1e-3), key
