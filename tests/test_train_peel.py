@@ -69,7 +69,6 @@ def test_the_committed_checkpoint_is_the_shipped_network_and_resumes_determinist
 
     from layered.peel import PEEL_DIR, load_peel
     from training import portable
-
     from training.config import load_config
 
     packed = "training/runs/peel"
