@@ -187,6 +187,14 @@ def firm(alpha: np.ndarray, kind: str) -> np.ndarray:
     return np.clip((alpha - CLEAR) / (BODY - CLEAR), 0.0, 1.0).astype(np.float32)
 
 
+def take_top(model, rgb: np.ndarray, removed: np.ndarray, bars: Bars = BARS) -> list[tuple[np.ndarray, str]]:
+    """One round's elements (firmed alpha, kind) of `rgb` (working size) given what was removed; none: stop."""
+    maps = predict(model, rgb, removed)
+    if (maps["alpha"] > bars.solid).sum() < MIN_PIXELS:
+        return []
+    return [(firm(alpha, kind), kind) for alpha, kind in split_elements(maps, bars)]
+
+
 def peel(model, rgb: np.ndarray, bars: Bars = BARS) -> tuple[np.ndarray, list[Element]]:
     """Peel `rgb` (working size) until the top is empty or `MAX_LAYERS - 1` elements are off: (background, elements).
 
@@ -196,10 +204,7 @@ def peel(model, rgb: np.ndarray, bars: Bars = BARS) -> tuple[np.ndarray, list[El
     for round_index in range(MAX_ROUNDS):
         if len(elements) >= MAX_LAYERS - 1:
             break
-        maps = predict(model, rgb, removed)
-        if (maps["alpha"] > bars.solid).sum() < MIN_PIXELS:
-            break
-        found = [(firm(alpha, kind), kind) for alpha, kind in split_elements(maps, bars)]
+        found = take_top(model, rgb, removed, bars)
         if not found:
             break
         beneath, colours = fill_beneath(rgb, [alpha for alpha, _ in found])

@@ -102,3 +102,46 @@ def _subsets(n):
     from itertools import combinations
 
     return [subset for k in range(n + 1) for subset in combinations(range(n), k)]
+
+
+def _remover(*takes):
+    """A stand-in network whose removals, one per call, are the given alphas; then none (a filled round)."""
+    calls = iter(takes)
+    return lambda _rgb, _removed: next(calls, [])
+
+
+def test_an_on_policy_round_that_takes_the_true_top_is_the_filled_round():
+    layers, kinds = _design()
+    perfect = peel_rounds(layers, kinds, np.random.default_rng(0), exact_next=0.0)
+    alphas = [layer[..., 3] for layer in layers]
+    remove = _remover([alphas[2], alphas[3]], [alphas[1]])
+    rounds = peel_rounds(layers, kinds, np.random.default_rng(0), 0.0, remove=remove, on_policy_next=1.0)
+    assert len(rounds) == len(perfect) == 3
+    for ours, theirs in zip(rounds, perfect, strict=True):
+        assert np.array_equal(ours["image"], theirs["image"]) and np.allclose(ours["alpha"], theirs["alpha"])
+
+
+def test_a_network_that_merges_two_layers_takes_both_off_the_targets():
+    layers, kinds = _design()
+    alphas = [layer[..., 3] for layer in layers]
+    merged = np.maximum(alphas[1], alphas[2])  # the panel taken with the text on it; the icon missed
+    rounds = peel_rounds(layers, kinds, np.random.default_rng(0), 0.0, remove=_remover([merged]), on_policy_next=1.0)
+    # what is left to find is the icon alone (the panel came off with the text), then nothing
+    assert np.allclose(rounds[1]["alpha"], alphas[3])
+    assert np.allclose(rounds[1]["removed"], merged)
+    assert rounds[-1]["alpha"].max() == 0 and len(rounds) == 3
+    assert np.abs(rounds[1]["image"][20, 20].astype(float) - np.round(layers[0][0, 0, :3] * 255)).max() <= 1
+
+
+def test_a_layer_the_network_took_less_than_half_of_loses_that_part_only():
+    layers, kinds = _design()
+    alphas = [layer[..., 3] for layer in layers]
+    corner = np.zeros_like(alphas[3])
+    corner[32:38, 32:34] = 1.0  # a third of the icon, with the text
+    take = np.maximum(alphas[2], corner)
+    rounds = peel_rounds(layers, kinds, np.random.default_rng(0), 0.0, remove=_remover([take]), on_policy_next=1.0)
+    second = rounds[1]["alpha"]
+    rest_of_icon = alphas[3] * (1.0 - corner)
+    # the text is gone; the panel, whole (the text hid it where the network took), and the rest of the icon
+    assert np.allclose(second, np.maximum(alphas[1], rest_of_icon))
+    assert second[35, 33] == 0 and second[35, 36] == 1 and second[12, 10] == 1

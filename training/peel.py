@@ -53,16 +53,40 @@ def to_tensors(samples: list[dict]) -> dict[str, torch.Tensor]:
     return out
 
 
-def batch_for_step(step: int, batch_size: int, options: SynthOptions, photos: list) -> dict[str, torch.Tensor]:
-    """The batch of `step`: the rounds of designs step*B, step*B+1, ... until there are B (a pure function)."""
+def batch_for_step(
+    step: int, batch_size: int, options: SynthOptions, photos: list, remove=None
+) -> dict[str, torch.Tensor]:
+    """The batch of `step`: the rounds of designs step*B, step*B+1, ... until there are B (a pure function;
+    `remove` is the teacher's removal, `teacher_removal`, a fixed network)."""
     samples: list[dict] = []
     index = step * batch_size
     while len(samples) < batch_size:
         layers, kinds = design_layers(index, options, photos)
         rng = np.random.default_rng([options.seed, index, 11])
-        samples.extend(peel_rounds(layers, kinds, rng, options.exact_next, options.imperfect_next))
+        samples.extend(
+            peel_rounds(
+                layers,
+                kinds,
+                rng,
+                options.exact_next,
+                options.imperfect_next,
+                remove=remove,
+                on_policy_next=options.on_policy_next,
+            )
+        )
         index += 1
     return to_tensors(samples[:batch_size])
+
+
+def teacher_removal(folder: str | None):
+    """The alphas the network of `folder` takes off an image, as the peel loop does (`layered.peel.take_top`);
+    None without a teacher."""
+    if not folder:
+        return None
+    from layered.peel import load_peel, take_top
+
+    model = load_peel(folder)
+    return lambda rgb, removed: [alpha for alpha, _ in take_top(model, rgb, removed)]
 
 
 def peel_loss(logits: torch.Tensor, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, float]]:
@@ -127,8 +151,9 @@ def _batches(start_step: int, max_steps: int, batch_size: int, options: SynthOpt
     class Steps(torch.utils.data.IterableDataset):
         def __iter__(self):
             photos = load_photos(options.photos)
+            remove = teacher_removal(options.teacher)
             for step in range(start_step, max_steps):
-                yield batch_for_step(step, batch_size, options, photos)
+                yield batch_for_step(step, batch_size, options, photos, remove)
 
     return iter(torch.utils.data.DataLoader(Steps(), batch_size=None, num_workers=1, prefetch_factor=2))
 

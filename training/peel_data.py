@@ -37,6 +37,8 @@ class SynthOptions:
     photo_background: float = 0.3  # share of backgrounds replaced by a real picture
     exact_next: float = 0.15  # share of rounds whose image is the exact composite instead of the filled one
     imperfect_next: float = 0.0  # share of filled rounds whose removal is imperfect, as a trained network's is
+    teacher: str | None = None  # a PeelNet folder whose own removals make some rounds' next image (on-policy)
+    on_policy_next: float = 0.0  # share of filled rounds removed by the teacher through the loop's own steps
 
 
 def load_photos(folder: str | None, max_side: int = 512) -> list[np.ndarray]:
@@ -125,26 +127,45 @@ def targets(alphas: list[np.ndarray], kinds: list[str], top: list[int], shape: t
 
 
 def peel_rounds(
-    layers: list[np.ndarray], kinds: list[str], rng: np.random.Generator, exact_next: float, imperfect_next: float = 0.0
+    layers: list[np.ndarray],
+    kinds: list[str],
+    rng: np.random.Generator,
+    exact_next: float,
+    imperfect_next: float = 0.0,
+    *,
+    remove=None,
+    on_policy_next: float = 0.0,
 ):
     """Every round of peeling a design (float RGBA layers): dicts of image (H x W x 3 uint8), removed, targets.
 
     With `imperfect_next`, that share of filled rounds removes the top as a trained network does (`imperfect`):
     the next image keeps what was left behind, and its targets are still the true layers left, so the network
     learns to peel on through its own leftovers instead of taking them for new elements.
+    With `remove` (image, removed -> the alphas a network takes off, as `layered.peel.take_top` does), that
+    share `on_policy_next` of filled rounds is that network's own removal (`taken_by`): its mistakes, merges
+    included, are what the next rounds see.
     """
     alphas = [layer[..., 3] for layer in layers]
     rgb = _flatten(layers, list(range(len(layers))))
     left = list(range(1, len(layers)))
     removed = np.zeros(rgb.shape[:2], np.float32)
     rounds = []
+    on_policy = 0  # rounds removed by `remove`; their layers are no longer the true ones, so no exact round follows
     while True:
         top = top_set(alphas, left)
         rounds.append({"image": rgb, "removed": removed.copy(), **targets(alphas, kinds, top, rgb.shape[:2])})
         if not top:
             return rounds
         taken = [alphas[j] for j in top]
-        if rng.uniform() < exact_next:
+        found = []
+        if remove is not None and on_policy < len(layers) and rng.uniform() < on_policy_next:
+            found = remove(rgb, removed)
+        if found:
+            on_policy += 1
+            alphas, left = taken_by(found, alphas, left)
+            taken = found
+            rgb, _ = fill_beneath(rgb, taken)
+        elif not on_policy and rng.uniform() < exact_next:
             left = [i for i in left if i not in top]
             rgb = _flatten(layers, [0, *left])
         else:
@@ -155,6 +176,24 @@ def peel_rounds(
             left = [i for i in left if i not in top]
             rgb, _ = fill_beneath(rgb, taken)
         removed = np.maximum(removed, union_alpha(taken, rgb.shape[:2]))
+
+
+def taken_by(found: list[np.ndarray], alphas: list[np.ndarray], left: list[int]) -> tuple[list[np.ndarray], list[int]]:
+    """The true layers after a network took `found` off: a layer at least half of whose visible alpha it took is
+    gone; the others lose what of theirs was visible there (a part of them the network took with another)."""
+    took = union_alpha(found, alphas[0].shape)
+    alphas = list(alphas)
+    clear_above = np.ones(alphas[0].shape, np.float32)  # how much of a layer shows through those above it
+    gone = set()
+    for j in reversed(left):
+        alpha = alphas[j]
+        visible = alpha * clear_above
+        if visible.sum() > 0 and float((visible * took).sum()) >= 0.5 * float(visible.sum()):
+            gone.add(j)
+        else:
+            alphas[j] = (alpha * (1.0 - took * clear_above)).astype(np.float32)
+        clear_above = clear_above * (1.0 - alpha)
+    return alphas, [j for j in left if j not in gone]
 
 
 def imperfect(alphas: list[np.ndarray], rng: np.random.Generator) -> tuple[list[np.ndarray], list[bool]]:
