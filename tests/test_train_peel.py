@@ -116,3 +116,15 @@ def test_init_from_grows_the_network_by_bottleneck_blocks_that_start_as_the_iden
     assert unchanged.config.bottleneck_blocks == 0
     with pytest.raises(LayeredError, match="bottleneck_blocks"):
         initial_model(load_config(CONFIG, {**overrides, "model.peel": {"channels": [8, 8, 8, 8]}}))
+
+
+def test_a_missing_teacher_folder_is_one_clear_error_before_training(tmp_path, capsys):
+    from layered.errors import InputError
+    from training.config import load_config
+    from training.peel import train_peel
+
+    synth = {"teacher": str(tmp_path / "nowhere"), "on_policy_next": 0.5}
+    config = load_config(CONFIG, {"output_dir": str(tmp_path / "run"), "data.synth": synth})
+    with pytest.raises(InputError, match="nowhere"):
+        train_peel(config)
+    assert "train:" not in capsys.readouterr().err  # raised before training starts, not from its data worker

@@ -185,6 +185,11 @@ def train_peel(config: Config, resume: bool = False) -> dict:
     """Train the peel network; checkpoints as the other trainers; output OUTPUT/peel (a `PeelNet` folder)."""
     from diffusers.optimization import get_scheduler
 
+    from layered.peel import load_peel
+
+    options = synth_options(config)
+    if options.teacher:  # a bad teacher folder: one clear error now, not a traceback from the data worker
+        load_peel(options.teacher)
     out = Path(config.output_dir)
     accelerator = loop.make_accelerator(config)
     model = initial_model(config)
@@ -199,7 +204,6 @@ def train_peel(config: Config, resume: bool = False) -> dict:
     start_step = loop.begin(
         accelerator, config, resume=resume, project="layered-peel", tracker_config={"lr": config.train.learning_rate}
     )
-    options = synth_options(config)
     batches = _batches(start_step, config.train.max_steps, config.data.batch_size, options)
     held = held_out_rounds(config, config.data.held_out) if config.data.held_out else []
     model.train()
